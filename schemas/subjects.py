@@ -1,0 +1,55 @@
+"""NATS subject and stream names: the one place that spells them."""
+
+from __future__ import annotations
+
+import re
+
+JOBS_STREAM = "JOBS"
+BATCHES_STREAM = "BATCHES"
+DLQ_STREAM = "DLQ"
+
+JOBS_PREFIX = "inferq.jobs"
+BATCHES_PREFIX = "inferq.batches"
+DLQ_PREFIX = "inferq.dlq"
+
+# Tokens that become subject parts must not contain '.', '*', '>' or whitespace.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_token(value: str, what: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid subject token ([A-Za-z0-9_-]{{1,64}})")
+    return value
+
+
+def job_subject(model: str, priority: str, tenant: str) -> str:
+    return f"{JOBS_PREFIX}.{model}.{priority}.{tenant}"
+
+
+def jobs_filter(model: str = "*", priority: str = "*", tenant: str = "*") -> str:
+    return f"{JOBS_PREFIX}.{model}.{priority}.{tenant}"
+
+
+def batch_subject(model: str, version: int) -> str:
+    return f"{BATCHES_PREFIX}.{model}.{version}"
+
+
+def dlq_subject(model: str, version: int) -> str:
+    return f"{DLQ_PREFIX}.{model}.{version}"
+
+
+def lane_consumer(model: str, priority: str, tenant: str) -> str:
+    """Durable name of the pull consumer for one (model, priority, tenant) lane."""
+    return f"lane_{model}_{priority}_{tenant}"
+
+
+def runner_consumer(model: str, version: int) -> str:
+    return f"runners_{model}_{version}"
+
+
+def parse_job_subject(subject: str) -> tuple[str, str, str]:
+    """(model, priority, tenant) of a job subject."""
+    parts = subject.split(".")
+    if len(parts) != 5 or ".".join(parts[:2]) != JOBS_PREFIX:
+        raise ValueError(f"not a job subject: {subject!r}")
+    return parts[2], parts[3], parts[4]
