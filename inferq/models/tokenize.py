@@ -1,0 +1,106 @@
+"""Text to token ids with the model's own ``tokenizer.json``, rejecting unusable items.
+
+Decisions (pinned by tests/models/test_tokenize.py):
+
+- empty, whitespace-only, or any text that tokenizes to nothing but [CLS]/[SEP] (control
+  characters, zero-width spaces) is rejected with ``empty_text``: the model would return the
+  same meaningless vector for all of them, which is almost always a client bug, so the item
+  fails and the rest of the job goes on;
+- text that is not encodable as UTF-8 (lone surrogates) is rejected with ``invalid_text``;
+- text longer than ``max_seq_len`` tokens is truncated and flagged ``truncated=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from tokenizers import Tokenizer
+
+from inferq.models.build_minilm import TOKENIZER_FILE
+from inferq.models.config import ModelConfig
+from inferq.models.errors import ModelLoadError
+from schemas.errors import ErrorCode, ItemError
+
+
+class Encoded(msgspec.Struct, frozen=True):
+    """Token ids of one text, [CLS]/[SEP] included, at most ``max_seq_len`` long."""
+
+    ids: list[int]
+    truncated: bool = False
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+class ItemRejection(msgspec.Struct, frozen=True):
+    """Why one text cannot be embedded; ``code`` is an ``ErrorCode`` value."""
+
+    code: str
+    message: str
+
+    def to_item_error(self) -> ItemError:
+        return ItemError.of(ErrorCode(self.code), self.message)
+
+
+class TextTokenizer:
+    """A model's tokenizer set to truncate at ``max_seq_len`` and never pad."""
+
+    def __init__(self, tokenizer: Tokenizer, config: ModelConfig) -> None:
+        tokenizer.no_padding()  # padding is the batcher's job (to the bucket length)
+        tokenizer.enable_truncation(config.max_seq_len)
+        self._tok = tokenizer
+        self.max_seq_len = config.max_seq_len
+
+    @classmethod
+    def from_dir(cls, version_dir: Path, config: ModelConfig) -> TextTokenizer:
+        """Load ``<version_dir>/tokenizer.json``; ``ModelLoadError`` when missing or corrupt."""
+        path = Path(version_dir) / TOKENIZER_FILE
+        if not path.is_file():
+            raise ModelLoadError(path, "tokenizer file is missing")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise ModelLoadError(path, f"corrupt tokenizer ({exc})") from exc
+        return cls(tokenizer, config)
+
+    def encode(self, texts: list[str]) -> list[Encoded | ItemRejection]:
+        """Encode each text, in order: an ``Encoded`` or the ``ItemRejection`` for that item."""
+        results: list[Encoded | ItemRejection | None] = [None] * len(texts)
+        valid: list[int] = []
+        for i, text in enumerate(texts):
+            rejection = _precheck(text)
+            if rejection is None:
+                valid.append(i)
+            else:
+                results[i] = rejection
+        encodings = self._tok.encode_batch([texts[i] for i in valid]) if valid else []
+        for i, enc in zip(valid, encodings, strict=True):
+            if all(enc.special_tokens_mask):
+                results[i] = ItemRejection(
+                    ErrorCode.EMPTY_TEXT.value,
+                    "text has no tokens (only whitespace, control or zero-width characters)",
+                )
+            else:
+                results[i] = Encoded(list(enc.ids), truncated=bool(enc.overflowing))
+        return results  # type: ignore[return-value]
+
+
+def _precheck(text: object) -> ItemRejection | None:
+    """Cheap checks before tokenizing: a string, non-blank, valid UTF-8."""
+    if not isinstance(text, str):
+        return ItemRejection(
+            ErrorCode.INVALID_TEXT.value, f"text must be a string, got {type(text).__name__}"
+        )
+    if not text.strip():
+        return ItemRejection(ErrorCode.EMPTY_TEXT.value, "text is empty or whitespace only")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return ItemRejection(
+                ErrorCode.INVALID_TEXT.value,
+                f"text is not valid Unicode (lone surrogate at position {exc.start})",
+            )
+    return None
