@@ -118,11 +118,19 @@ class ServerProcess:
 
 
 def nats_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-                log_path: Path | None = None, extra: list[str] | None = None) -> ServerProcess:
-    """nats-server with JetStream on ``data_dir`` (file storage; fsync policy in the streams)."""
+                log_path: Path | None = None, extra: list[str] | None = None,
+                sync_always: bool = False) -> ServerProcess:
+    """nats-server with JetStream file storage under ``data_dir``.
+
+    ``sync_always`` fsyncs every write (``jetstream.sync_interval: always``): what a PubAck
+    promises then survives a machine crash, not only a process crash. Tests leave it off.
+    """
     port = port or free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-js", "-sd", str(data_dir)]
+    conf = data_dir / "nats.conf"
+    sync = "\n  sync_interval: always" if sync_always else ""
+    conf.write_text(f'jetstream {{\n  store_dir: "{data_dir / "js"}"{sync}\n}}\n')
+    argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-c", str(conf)]
     argv += extra or []
     return ServerProcess("nats-server", argv, host, port, log_path)
 

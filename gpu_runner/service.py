@@ -1,0 +1,244 @@
+"""The runner's async shell: pull a batch (the next one while this one runs), run it on the
+backend in a worker thread, write back, ack. One runner serves one model version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+import msgspec
+import numpy as np
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api as jsapi
+from nats.js import errors as jserr
+
+from gpu_runner.backends.base import Backend
+from gpu_runner.busy import BusyMeter
+from gpu_runner.writeback import WriteBack
+from inferq import faults, metrics
+from inferq.bus import ensure_consumer
+from inferq.config import Settings
+from inferq.models.bucketing import pad_batch
+from scheduler.runners import RunnerRegistry
+from schemas import subjects
+from schemas.api import EmbeddingOutput
+from schemas.bus import BATCH_DECODER, Batch, BatchItem, DeadLetter, encode
+from schemas.errors import ErrorCode, ItemError
+from store.jobstate import JobStateCache
+from store.redis_errors import CacheUnavailable
+from store.results.base import ItemRecord, ResultStore, StoreError
+
+log = logging.getLogger("inferq.runner")
+_OUTPUT = msgspec.msgpack.Encoder()
+
+
+class Runner:
+    """Long-running loop with ``start()`` and an idempotent ``stop()``: the batch in hand is
+    finished and acked (or left for redelivery if the grace period runs out)."""
+
+    def __init__(self, settings: Settings, nc: NATS, store: ResultStore, cache: JobStateCache,
+                 registry: RunnerRegistry, backend: Backend, model: str, version: int):
+        self._s = settings
+        self._js = nc.jetstream()
+        self._backend = backend
+        self._model, self._version = model, version
+        self._writeback = WriteBack(store, cache, model)
+        self._registry = registry
+        self._id = f"runner-{uuid.uuid4().hex[:8]}"
+        self._busy = BusyMeter()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._hb_task: asyncio.Task | None = None
+        self.batches_done = 0
+
+    @property
+    def runner_id(self) -> str:
+        return self._id
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        cfg = jsapi.ConsumerConfig(
+            durable_name=subjects.runner_consumer(self._model, self._version),
+            filter_subject=subjects.batch_subject(self._model, self._version),
+            ack_policy=jsapi.AckPolicy.EXPLICIT,
+            ack_wait=self._s.batch_ack_wait_s,
+            # One more than we act on: at the last delivery we dead-letter the batch ourselves.
+            max_deliver=self._s.batch_max_deliver + 1,
+            max_ack_pending=1024,
+        )
+        await ensure_consumer(self._js, subjects.BATCHES_STREAM, cfg)
+        self._sub = await self._js.pull_subscribe_bind(
+            durable=cfg.durable_name, stream=subjects.BATCHES_STREAM)
+        await self._registry.heartbeat(self._model, self._version, self._id, 0.0)
+        self._task = asyncio.create_task(self._run(), name="runner")
+        self._hb_task = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, grace)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        if self._hb_task is not None:
+            self._hb_task.cancel()
+            self._hb_task = None
+        try:
+            await self._registry.leave(self._model, self._version, self._id)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(3)
+            ratio = self._busy.ratio()
+            metrics.RUNNER_BUSY.labels(self._model).set(ratio)
+            try:
+                await self._registry.heartbeat(self._model, self._version, self._id, ratio)
+            except Exception:  # noqa: BLE001 - Redis down: the scheduler assumes one runner
+                log.debug("runner heartbeat failed", exc_info=True)
+
+    async def _fetch(self) -> Msg | None:
+        try:
+            msgs = await self._sub.fetch(1, timeout=1.0)
+            return msgs[0] if msgs else None
+        except (TimeoutError, jserr.FetchTimeoutError):
+            return None
+
+    async def _run(self) -> None:
+        pending: asyncio.Task | None = asyncio.create_task(self._fetch())
+        while not self._stopping.is_set():
+            try:
+                msg = await pending
+            except Exception:  # noqa: BLE001 - NATS reconnecting
+                log.warning("fetch failed", exc_info=True)
+                await asyncio.sleep(0.5)
+                msg = None
+            # Prefetch the next batch while this one runs: no idle gap between batches.
+            pending = asyncio.create_task(self._fetch()) if not self._stopping.is_set() else None
+            if msg is not None:
+                await self._handle(msg)
+            if pending is None:
+                break
+        if pending is not None:
+            pending.cancel()
+
+    async def _handle(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        if deliveries > 1:
+            metrics.REDELIVERIES.labels(self._model).inc()
+        try:
+            batch = BATCH_DECODER.decode(msg.data)
+        except msgspec.DecodeError:
+            log.error("undecodable batch: terminated")
+            await msg.term()
+            return
+        if deliveries > self._s.batch_max_deliver:
+            await self._dead_letter(msg, batch, deliveries, "max deliveries exhausted")
+            return
+        try:
+            await self._process(msg, batch)
+        except (StoreError, CacheUnavailable) as exc:
+            delay = min(30.0, 0.5 * 2 ** (deliveries - 1))
+            log.warning("batch %s: transient error (%s); nak, retry in %.1fs",
+                        batch.batch_id, exc, delay)
+            await msg.nak(delay=delay)
+            return
+        faults.crash_point("runner.after_ack")
+
+    async def _process(self, msg: Msg, batch: Batch) -> None:
+        now = time.time()
+        records: list[ItemRecord] = [self._failed_record(f.job_id, f.index, f.client_id,
+                                                         ItemError.of(ErrorCode(f.code), f.message)
+                                                         if f.code in ErrorCode._value2member_map_
+                                                         else ItemError(f.code, f.message), now)
+                                     for f in batch.failed]
+        if batch.items:
+            indexes: dict[str, list[int]] = defaultdict(list)
+            for it in batch.items:
+                indexes[it.job_id].append(it.index)
+            statuses = await self._writeback.mark_running(indexes, now)
+            live = [it for it in batch.items if statuses.get(it.job_id) in ("queued", "running")]
+            late = [it for it in live if batch.deadlines.get(it.job_id, float("inf")) <= now]
+            live = [it for it in live if it not in late]
+            for it in late:
+                records.append(self._failed_record(it.job_id, it.index, it.client_id, ItemError.of(
+                    ErrorCode.DEADLINE_EXCEEDED, "the job's deadline passed before the item ran"),
+                    now))
+            if live:
+                records += await self._infer(msg, batch, live)
+        await self._writeback.commit(records, time.time())
+        await msg.ack_sync()
+        self.batches_done += 1
+
+    async def _infer(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
+        """Run the items; a batch that fails as a whole is split to isolate the bad item."""
+        try:
+            vectors = await self._run_heartbeating(msg, batch.bucket, items)
+        except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
+            if len(items) == 1:
+                log.error("item %s/%d failed in the backend: %s", items[0].job_id,
+                          items[0].index, exc)
+                return [self._failed_record(items[0].job_id, items[0].index, items[0].client_id,
+                                            ItemError.of(ErrorCode.INTERNAL_ERROR,
+                                                         f"inference failed: {exc}"), time.time())]
+            mid = len(items) // 2
+            return (await self._infer(msg, batch, items[:mid])
+                    + await self._infer(msg, batch, items[mid:]))
+        faults.crash_point("runner.after_inference")
+        now = time.time()
+        out = []
+        for it, vec in zip(items, vectors, strict=True):
+            payload = EmbeddingOutput(vec.tolist(), len(it.token_ids), it.truncated)
+            out.append(ItemRecord(job_id=it.job_id, index=it.index, status="succeeded",
+                                  model_version=self._version, client_id=it.client_id,
+                                  output=_OUTPUT.encode(payload), finished_at=now))
+            if it.enqueued_at:
+                metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
+        return out
+
+    async def _run_heartbeating(self, msg: Msg, bucket: int, items: list[BatchItem]) -> np.ndarray:
+        ids, mask = pad_batch([it.token_ids for it in items], bucket)
+        work = asyncio.create_task(asyncio.to_thread(self._timed_run, ids, mask, bucket))
+        interval = max(1.0, self._s.batch_ack_wait_s / 3)
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=interval)
+            if done:
+                return work.result()
+            await msg.in_progress()  # a long batch must not be redelivered while it runs
+
+    def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int) -> np.ndarray:
+        with self._busy.busy():
+            t0 = time.perf_counter()
+            out = self._backend.run(ids, mask)
+            metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
+                time.perf_counter() - t0)
+        return out
+
+    def _failed_record(self, job_id: str, index: int, client_id: str | None, err: ItemError,
+                       now: float) -> ItemRecord:
+        return ItemRecord(job_id=job_id, index=index, status="failed", model_version=self._version,
+                          client_id=client_id, error_code=err.code, error_message=err.message,
+                          error_retryable=err.retryable, finished_at=now)
+
+    async def _dead_letter(self, msg: Msg, batch: Batch, deliveries: int, reason: str) -> None:
+        """Record the batch in the DLQ, fail its items with internal_error, terminate it."""
+        letter = DeadLetter(batch.batch_id, self._model, self._version, deliveries, reason,
+                            msg.data)
+        await self._js.publish(subjects.dlq_subject(self._model, self._version), encode(letter))
+        metrics.DLQ.labels(self._model).inc()
+        now = time.time()
+        err = ItemError.of(ErrorCode.INTERNAL_ERROR, f"batch dead-lettered: {reason}")
+        records = [self._failed_record(it.job_id, it.index, it.client_id, err, now)
+                   for it in batch.items]
+        records += [self._failed_record(f.job_id, f.index, f.client_id,
+                                        ItemError(f.code, f.message), now) for f in batch.failed]
+        await self._writeback.commit(records, now)
+        await msg.term()

@@ -1,0 +1,90 @@
+"""The runner's write-back, in DESIGN.md's order: (1) upsert item rows, (2) count each item
+once in Redis (one Lua call per job in the batch), (3) persist a terminal transition; the
+caller acks only after all three. A crash anywhere before the ack means redelivery and the
+same end state: rows are first-writer-wins and the Redis markers count each item once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from inferq import faults, metrics
+from store.jobstate import JobStateCache
+from store.redis_errors import CacheMiss
+from store.rebuild import rebuild_job_cache
+from store.results.base import ItemRecord, ResultStore
+
+log = logging.getLogger("inferq.runner.writeback")
+
+
+@dataclass(frozen=True)
+class JobTransition:
+    job_id: str
+    status: str
+    outcome: str | None
+
+
+class WriteBack:
+    def __init__(self, store: ResultStore, cache: JobStateCache, model: str):
+        self._store = store
+        self._cache = cache
+        self._model = model
+
+    async def mark_running(self, job_ids_to_indexes: dict[str, list[int]], now: float) -> dict[
+            str, str]:
+        """Mark items running; returns each job's status (terminal jobs are left untouched)."""
+        statuses = {}
+        for job_id, indexes in job_ids_to_indexes.items():
+            statuses[job_id] = await self._with_cache(
+                job_id, lambda j=job_id, ix=indexes: self._cache.mark_running(j, ix, now))
+            if statuses[job_id] is not None:
+                await self._store.mark_started(job_id, now)
+        return statuses
+
+    async def commit(self, records: list[ItemRecord], now: float) -> list[JobTransition]:
+        if not records:
+            return []
+        await self._store.upsert_items(records)
+        faults.crash_point("runner.after_upsert")
+        by_job: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        codes: dict[str, list[ItemRecord]] = defaultdict(list)
+        for r in records:
+            by_job[r.job_id].append((r.index, "s" if r.status == "succeeded" else "f"))
+            codes[r.job_id].append(r)
+        finished: list[JobTransition] = []
+        for job_id, results in by_job.items():
+            out = await self._with_cache(
+                job_id, lambda j=job_id, res=results: self._cache.record_results(j, res, now))
+            if out is None:  # the job is gone (expired and purged): nothing to count
+                continue
+            if out.newly_counted:
+                self._count_items(codes[job_id], out.newly_counted)
+            if out.status in ("succeeded", "failed"):
+                # Idempotent: a redelivery after a crash here persists the same transition.
+                changed = await self._store.finish_job(
+                    job_id, status=out.status, outcome=out.outcome, finished_at=now)
+                if out.became_terminal or changed:
+                    finished.append(JobTransition(job_id, out.status, out.outcome))
+                if out.became_terminal:
+                    metrics.JOBS_FINISHED.labels(self._model, out.status, out.outcome or "").inc()
+        faults.crash_point("runner.after_redis")
+        return finished
+
+    def _count_items(self, records: list[ItemRecord], newly: int) -> None:
+        # The script counts per job; attribute per status/code for the metric (approximate only
+        # when a replay counts part of a batch, which the metric tolerates).
+        for r in records[:newly]:
+            metrics.ITEMS_FINISHED.labels(self._model, r.status, r.error_code or "").inc()
+
+    async def _with_cache(self, job_id: str, call):
+        """Run a cache call; on a cache miss rebuild the job's hash from the store and retry."""
+        for _ in range(3):
+            try:
+                return await call()
+            except CacheMiss:
+                if not await rebuild_job_cache(self._store, self._cache, job_id):
+                    log.warning("job %s not in the store: skipping its results", job_id)
+                    return None
+        raise RuntimeError(f"job {job_id}: cache rebuilt three times and still missing")

@@ -1,0 +1,141 @@
+"""The ``inferq`` command line: the embedded default (``dev``), one role each, model and store
+administration. Configuration comes from the environment / ``INFERQ_CONFIG`` (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from inferq.config import Settings
+from inferq.logs import setup_logging
+
+log = logging.getLogger("inferq.cli")
+
+
+async def _serve(role, metrics_port: int = 0) -> int:
+    """Run one role until SIGTERM/SIGINT: the handlers only set an event; stop() does the rest."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if metrics_port:
+        from prometheus_client import start_http_server
+        start_http_server(metrics_port, addr="127.0.0.1")
+    await role.start()
+    log.info("%s started", type(role).__name__)
+    await stop.wait()
+    log.info("%s stopping", type(role).__name__)
+    await role.stop()
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "model", None):
+        overrides["runner_model"] = args.model
+    if getattr(args, "backend", None):
+        overrides["backend"] = args.backend
+    if getattr(args, "port", None):
+        overrides["http_port"] = args.port
+    return Settings.load(**overrides)
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    from inferq import faults
+    from inferq.roles import GatewayRole, RunnerRole, SchedulerRole
+
+    faults.configure(os.environ.get("INFERQ_FAULTS"),
+                     int(os.environ["INFERQ_FAULTS_SEED"]) if os.environ.get(
+                         "INFERQ_FAULTS_SEED") else None)
+    settings = _settings(args)
+    role = {"gateway": GatewayRole, "scheduler": SchedulerRole, "runner": RunnerRole}[
+        args.command](settings)
+    metrics_port = 0 if args.command == "gateway" else settings.metrics_port
+    return asyncio.run(_serve(role, metrics_port))
+
+
+def cmd_models_build(args: argparse.Namespace) -> int:
+    from inferq.models.build_minilm import build_minilm
+
+    if args.name != "minilm":
+        print(f"inferq: only the default model 'minilm' can be built; register others by "
+              f"copying model.onnx, tokenizer.json and config.json into the repository "
+              f"(see docs/models.md)", file=sys.stderr)
+        return 2
+    repo = Path(args.repo or Settings.load().model_repo).expanduser()
+    path = build_minilm(repo, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from store.results import open_result_store
+
+    async def run() -> None:
+        store = open_result_store(Settings.load().results_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    print("result store migrated")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from inferq.dev import run_dev
+
+    return run_dev(port=args.port, state_dir=Path(args.state_dir), api_key=args.api_key,
+                   backend=args.backend)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inferq", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("dev", help="run the whole service on this machine (embedded default)")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--state-dir", default=".inferq")
+    d.add_argument("--api-key", default=None)
+    d.add_argument("--backend", default=None, help="runner backend (default: auto)")
+    d.set_defaults(func=cmd_dev)
+
+    for role in ("gateway", "scheduler", "runner"):
+        r = sub.add_parser(role, help=f"run the {role} alone against configured NATS/Redis/store")
+        if role == "runner":
+            r.add_argument("--model", default=None, help="minilm or minilm@<version>")
+            r.add_argument("--backend", default=None)
+        if role == "gateway":
+            r.add_argument("--port", type=int, default=None)
+        r.set_defaults(func=cmd_role)
+
+    m = sub.add_parser("models", help="model repository")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    b = msub.add_parser("build", help="build a model into the repository")
+    b.add_argument("name")
+    b.add_argument("--repo", default=None)
+    b.add_argument("--force", action="store_true")
+    b.set_defaults(func=cmd_models_build)
+
+    s = sub.add_parser("store", help="result store")
+    ssub = s.add_subparsers(dest="store_command", required=True)
+    sm = ssub.add_parser("migrate", help="create the result store's tables")
+    sm.set_defaults(func=cmd_store_migrate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Fault injection for chaos tests: crash the process the hard way at named points.
+
+Off unless the entry point calls ``configure`` with a spec such as
+``"runner.after_upsert:0.2,scheduler.after_publish:1"`` (from ``INFERQ_FAULTS``) —
+a crash point name and the probability that passing it kills the process with ``os._exit``.
+An optional seed (``INFERQ_FAULTS_SEED``) makes runs repeatable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+POINTS = frozenset({
+    "runner.after_inference",
+    "runner.after_upsert",
+    "runner.after_redis",
+    "runner.after_ack",
+    "scheduler.after_publish",
+    "scheduler.before_ack",
+    "gateway.after_idempotency_record",
+    "gateway.mid_publish",
+})
+
+_armed: dict[str, float] = {}
+_rng = random.Random()
+EXIT_CODE = 86
+
+
+def configure(spec: str | None, seed: int | None = None) -> None:
+    _armed.clear()
+    if seed is not None:
+        _rng.seed(seed)
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, prob = part.partition(":")
+        if name not in POINTS:
+            raise ValueError(f"unknown crash point {name!r}; known: {sorted(POINTS)}")
+        _armed[name] = float(prob or 1.0)
+
+
+def crash_point(name: str) -> None:
+    """Kill the process here with the configured probability (no cleanup, as a crash would)."""
+    p = _armed.get(name)
+    if p and _rng.random() < p:
+        sys.stderr.write(f"inferq: fault injected at {name}\n")
+        sys.stderr.flush()
+        os._exit(EXIT_CODE)

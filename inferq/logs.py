@@ -1,0 +1,40 @@
+"""JSON-lines logging: one object per line with the fields operators filter on."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import msgspec
+
+_ENC = msgspec.json.Encoder()
+_EXTRA = ("request_id", "job_id", "tenant", "trace_id", "batch_id")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k in _EXTRA:
+            v = getattr(record, k, None)
+            if v is not None:
+                doc[k] = v
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return _ENC.encode(doc).decode()
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("nats", "uvicorn.error", "httpx"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -1,0 +1,58 @@
+"""Prometheus metrics, defined once (``inferq_`` prefix) and shared by every role."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+HTTP_LATENCY = Histogram(
+    "inferq_http_request_duration_seconds", "HTTP request latency by route and status",
+    ["method", "route", "status"], buckets=LATENCY_BUCKETS,
+)
+JOBS_SUBMITTED = Counter("inferq_jobs_submitted_total", "Jobs accepted", ["model", "priority"])
+ITEMS_SUBMITTED = Counter("inferq_items_submitted_total", "Items accepted", ["model", "priority"])
+JOBS_FINISHED = Counter(
+    "inferq_jobs_finished_total", "Jobs that reached a terminal state", ["model", "status", "outcome"]
+)
+ITEMS_FINISHED = Counter(
+    "inferq_items_finished_total", "Items counted terminal (once each)", ["model", "status", "code"]
+)
+REJECTIONS = Counter(
+    "inferq_rejections_total", "Requests refused for rate, quota or backpressure", ["code"]
+)
+BATCH_SIZE = Histogram(
+    "inferq_batch_size", "Items per formed batch", ["model", "bucket"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+BATCH_TOKENS = Histogram(
+    "inferq_batch_padded_tokens", "Padded tokens per batch", ["model", "bucket"],
+    buckets=(16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384),
+)
+BATCH_PADDING = Histogram(
+    "inferq_batch_padding_ratio", "Padded tokens / real tokens per batch", ["model", "bucket"],
+    buckets=(1.0, 1.05, 1.1, 1.15, 1.25, 1.5, 2, 3, 5, 10),
+)
+INFERENCE_SECONDS = Histogram(
+    "inferq_inference_seconds", "Backend run time per batch", ["model", "backend", "bucket"],
+    buckets=LATENCY_BUCKETS,
+)
+SCHEDULER_WAIT = Histogram(
+    "inferq_scheduler_wait_seconds", "Time items wait in the scheduler before their batch fires",
+    ["model", "priority"], buckets=WAIT_BUCKETS,
+)
+ITEM_LATENCY = Histogram(
+    "inferq_item_latency_seconds", "Item end-to-end latency, submit to counted", ["model"],
+    buckets=WAIT_BUCKETS,
+)
+QUEUE_DEPTH = Gauge("inferq_queue_depth_items", "Items queued in JOBS", ["model", "priority"])
+QUEUE_OLDEST_AGE = Gauge(
+    "inferq_queue_oldest_age_seconds", "Age of the oldest queued chunk", ["model", "priority"]
+)
+RUNNER_BUSY = Gauge("inferq_runner_busy_ratio", "Fraction of wall time spent in inference", ["model"])
+REDELIVERIES = Counter("inferq_redeliveries_total", "Batches seen again after a delivery", ["model"])
+DLQ = Counter("inferq_dlq_total", "Batches dead-lettered", ["model"])
+DESIRED_RUNNERS = Gauge(
+    "inferq_desired_runners", "Runners needed to drain the backlog within the target wait", ["model"]
+)

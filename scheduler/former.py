@@ -1,0 +1,134 @@
+"""Shape-bucketed batch formation: a plain synchronous class, no I/O, no event loop.
+
+Items are grouped per sequence-length bucket (the smallest bucket that fits the item). A bucket
+fires when it holds a full batch — ``max_batch_size`` items or ``max_batch_tokens`` padded
+tokens, whichever is smaller — or when its oldest item has waited its priority's
+``max_queue_delay``. Within a bucket, interactive items go first.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """One tokenized item waiting for a batch. ``source`` names the chunk it came from."""
+
+    job_id: str
+    index: int
+    token_ids: list[int]
+    priority: str
+    enqueued_at: float
+    source: object = None
+    truncated: bool = False
+    client_id: str | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class FormedBatch:
+    bucket: int
+    items: list[PendingItem]
+    reason: str  # "full" | "delay" | "flush"
+
+    @property
+    def padded_tokens(self) -> int:
+        return self.bucket * len(self.items)
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(i.length for i in self.items)
+
+
+@dataclass
+class _Bucket:
+    size: int
+    capacity: int
+    lanes: dict[str, deque[PendingItem]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.lanes.values())
+
+    def oldest(self) -> PendingItem | None:
+        heads = [q[0] for q in self.lanes.values() if q]
+        return min(heads, key=lambda i: i.enqueued_at) if heads else None
+
+
+class BatchFormer:
+    """Owns the bucket queues; ``add`` items, then ``pop_ready`` the batches that should fire."""
+
+    def __init__(self, buckets: Iterable[int], *, max_batch_tokens: int, max_batch_size: int,
+                 max_queue_delay: Mapping[str, float], priority_order: Iterable[str] = (
+                     "interactive", "batch")):
+        self._sizes = sorted(set(buckets))
+        if not self._sizes or self._sizes[0] <= 0:
+            raise ValueError("buckets must be positive sequence lengths")
+        self._delay = dict(max_queue_delay)
+        self._order = list(priority_order)
+        self._buckets = {
+            b: _Bucket(b, max(1, min(max_batch_size, max_batch_tokens // b))) for b in self._sizes
+        }
+        self._count = 0
+
+    @property
+    def max_len(self) -> int:
+        return self._sizes[-1]
+
+    def bucket_for(self, length: int) -> int:
+        i = bisect.bisect_left(self._sizes, length)
+        if i == len(self._sizes):
+            raise ValueError(f"length {length} exceeds the largest bucket {self._sizes[-1]}")
+        return self._sizes[i]
+
+    def capacity(self, bucket: int) -> int:
+        return self._buckets[bucket].capacity
+
+    def add(self, item: PendingItem) -> int:
+        """Queue an item in its bucket; returns the bucket."""
+        b = self._buckets[self.bucket_for(item.length)]
+        b.lanes.setdefault(item.priority, deque()).append(item)
+        self._count += 1
+        return b.size
+
+    def __len__(self) -> int:
+        return self._count
+
+    def pop_ready(self, now: float, *, flush: bool = False) -> list[FormedBatch]:
+        """Every batch that should fire now: full buckets, overdue buckets, or all if ``flush``."""
+        out: list[FormedBatch] = []
+        for b in self._buckets.values():
+            while len(b) >= b.capacity:
+                out.append(FormedBatch(b.size, self._take(b, b.capacity), "full"))
+            oldest = b.oldest()
+            if oldest is None:
+                continue
+            overdue = now >= oldest.enqueued_at + self._delay.get(oldest.priority, 0.0)
+            if flush or overdue:
+                out.append(FormedBatch(b.size, self._take(b, b.capacity), "flush" if flush else "delay"))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When the earliest partly filled bucket will become overdue (for the driver's sleep)."""
+        times = [
+            o.enqueued_at + self._delay.get(o.priority, 0.0)
+            for b in self._buckets.values() if (o := b.oldest()) is not None
+        ]
+        return min(times) if times else None
+
+    def _take(self, b: _Bucket, n: int) -> list[PendingItem]:
+        taken: list[PendingItem] = []
+        lanes = [p for p in self._order if p in b.lanes] + [
+            p for p in b.lanes if p not in self._order]
+        for p in lanes:
+            q = b.lanes[p]
+            while q and len(taken) < n:
+                taken.append(q.popleft())
+        self._count -= len(taken)
+        return taken

@@ -1,0 +1,294 @@
+"""The scheduler's async shell: pull chunks fairly, tokenize, form batches late, publish, ack.
+
+All decisions live in the synchronous ``FairShare`` and ``BatchFormer``; this class only moves
+messages. A chunk is acked only when every one of its items is in a published batch, so a crash
+anywhere means redelivery, never loss (duplicates are absorbed by the runners' write-back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import errors as jserr
+
+from inferq import faults, metrics
+from inferq.config import Settings
+from inferq.models.config import ModelConfig
+from inferq.models.repository import ModelRepository
+from inferq.models.tokenize import Encoded, TextTokenizer
+from scheduler.fairshare import FairShare, Lane
+from scheduler.former import BatchFormer, FormedBatch, PendingItem
+from scheduler.runners import RunnerRegistry
+from schemas import subjects
+from schemas.bus import CHUNK_DECODER, Batch, BatchItem, Chunk, FailedItem, encode
+from schemas.errors import ErrorCode
+
+log = logging.getLogger("inferq.scheduler")
+
+
+@dataclass
+class HeldChunk:
+    """A chunk whose items are not all in published batches yet."""
+
+    msg: Msg
+    chunk: Chunk
+    outstanding: int
+    last_progress: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ModelPipe:
+    """Per model version: its tokenizer, bucket queues and formed batches waiting for credit."""
+
+    name: str
+    version: int
+    config: ModelConfig
+    tokenizer: TextTokenizer
+    former: BatchFormer
+    ready: deque[FormedBatch] = field(default_factory=deque)
+
+
+class Scheduler:
+    """Long-running loop: ``start()``, then ``stop()`` (idempotent) drains nothing, acks nothing
+    it has not finished: held chunks are simply redelivered to another replica."""
+
+    def __init__(self, settings: Settings, nc: NATS, redis: aioredis.Redis,
+                 weight_of, *, repo: ModelRepository | None = None):
+        self._s = settings
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._runners = RunnerRegistry(redis)
+        self._repo = repo or ModelRepository(settings.model_repo)
+        self._policy = FairShare(weight_of)
+        from scheduler.lanes import LaneConsumers
+        self._lanes = LaneConsumers(self._js, ack_wait_s=settings.chunk_ack_wait_s)
+        self._pipes: dict[tuple[str, int], ModelPipe] = {}
+        self._held: dict[tuple[str, int], HeldChunk] = {}
+        self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
+        self._last_lane_refresh = 0.0
+        self.published_batches = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, grace)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        await self._lanes.close()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep the loop alive through transient bus/redis errors
+                log.exception("scheduler step failed")
+                worked = False
+                await asyncio.sleep(0.5)
+            if not worked:
+                await self._idle_wait()
+
+    async def _idle_wait(self) -> None:
+        deadlines = [d for p in self._pipes.values() if (d := p.former.next_deadline())]
+        delay = 0.05
+        if deadlines:
+            delay = min(delay, max(0.001, min(deadlines) - time.monotonic()))
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def _step(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_lane_refresh > 0.2 or not self._policy.lanes():
+            self._policy.set_active((await self._lanes.backlog()).keys())
+            self._last_lane_refresh = now
+        worked = await self._pull()
+        worked |= await self._publish_ready()
+        await self._heartbeat_held()
+        return worked
+
+    async def _pull(self) -> bool:
+        """Pull chunks while the formers hold little and runners have room (late formation)."""
+        pulled = False
+        for _ in range(4):
+            if self._held_items() >= self._hold_limit():
+                break
+            lane = self._policy.next_lane()
+            if lane is None:
+                break
+            msg = await self._fetch(lane)
+            if msg is None:
+                self._policy.deactivate(lane)
+                continue
+            n = await self._accept(msg)
+            self._policy.charge(lane, n)
+            pulled = True
+        return pulled
+
+    async def _fetch(self, lane: Lane) -> Msg | None:
+        sub = await self._lanes.subscription(lane)
+        try:
+            msgs = await sub.fetch(1, timeout=0.05)
+        except (TimeoutError, jserr.FetchTimeoutError):
+            return None
+        except jserr.NotFoundError:
+            await self._lanes.forget(lane)  # reaped by the server; recreated on next pull
+            return None
+        return msgs[0] if msgs else None
+
+    async def _accept(self, msg: Msg) -> int:
+        try:
+            chunk = CHUNK_DECODER.decode(msg.data)
+        except msgspec.DecodeError:
+            log.error("undecodable chunk on %s: terminated", msg.subject)
+            await msg.term()
+            return 0
+        key = (chunk.job_id, chunk.chunk)
+        if key in self._held:  # redelivered while we still hold it: keep the first
+            await msg.in_progress()
+            return 0
+        pipe = self._pipe(chunk.model, chunk.model_version)
+        now = time.monotonic()
+        held = HeldChunk(msg, chunk, outstanding=len(chunk.items))
+        self._held[key] = held
+        texts = [it.text for it in chunk.items]
+        encoded = await asyncio.to_thread(pipe.tokenizer.encode, texts)
+        failed: list[FailedItem] = []
+        expired = chunk.deadline is not None and time.time() >= chunk.deadline
+        for it, enc in zip(chunk.items, encoded, strict=True):
+            if expired:
+                failed.append(FailedItem(chunk.job_id, it.index, ErrorCode.DEADLINE_EXCEEDED.value,
+                                         "the job's deadline passed before the item ran", it.id))
+            elif isinstance(enc, Encoded):
+                pipe.former.add(PendingItem(
+                    chunk.job_id, it.index, enc.ids, chunk.priority, now, key,
+                    enc.truncated, it.id))
+            else:
+                failed.append(FailedItem(chunk.job_id, it.index, enc.code, enc.message, it.id))
+        if failed:
+            await self._publish(pipe, Batch(uuid.uuid4().hex, pipe.name, pipe.version, 0, [],
+                                            failed, time.time()))
+            self._settle([(key, len(failed))])
+        return len(chunk.items)
+
+    async def _publish_ready(self) -> bool:
+        worked = False
+        now = time.monotonic()
+        for pipe in self._pipes.values():
+            pipe.ready.extend(pipe.former.pop_ready(now))
+            if not pipe.ready:
+                continue
+            credit = await self._credit(pipe)
+            while pipe.ready and credit > 0:
+                fb = pipe.ready.popleft()
+                await self._publish(pipe, self._to_batch(pipe, fb))
+                self._observe(pipe, fb, now)
+                faults.crash_point("scheduler.after_publish")
+                counts: dict[tuple[str, int], int] = {}
+                for it in fb.items:
+                    counts[it.source] = counts.get(it.source, 0) + 1
+                self._settle(counts.items())
+                credit -= 1
+                worked = True
+        await self._ack_settled()
+        return worked
+
+    def _to_batch(self, pipe: ModelPipe, fb: FormedBatch) -> Batch:
+        items = [BatchItem(i.job_id, i.index, i.token_ids, i.truncated, i.client_id,
+                           self._held[i.source].chunk.created_at) for i in fb.items]
+        deadlines = {}
+        for i in fb.items:
+            d = self._held[i.source].chunk.deadline
+            if d is not None:
+                deadlines[i.job_id] = d
+        return Batch(uuid.uuid4().hex, pipe.name, pipe.version, fb.bucket, items, [],
+                     time.time(), deadlines)
+
+    def _observe(self, pipe: ModelPipe, fb: FormedBatch, now: float) -> None:
+        b = str(fb.bucket)
+        metrics.BATCH_SIZE.labels(pipe.name, b).observe(len(fb.items))
+        metrics.BATCH_TOKENS.labels(pipe.name, b).observe(fb.padded_tokens)
+        metrics.BATCH_PADDING.labels(pipe.name, b).observe(fb.padded_tokens / max(1, fb.real_tokens))
+        for it in fb.items:
+            metrics.SCHEDULER_WAIT.labels(pipe.name, it.priority).observe(now - it.enqueued_at)
+
+    async def _publish(self, pipe: ModelPipe, batch: Batch) -> None:
+        await self._js.publish(subjects.batch_subject(pipe.name, pipe.version), encode(batch))
+        self.published_batches += 1
+
+    def _settle(self, counts) -> None:
+        for key, n in counts:
+            held = self._held[key]
+            held.outstanding -= n
+            held.last_progress = time.monotonic()
+
+    async def _ack_settled(self) -> None:
+        done = [k for k, h in self._held.items() if h.outstanding <= 0]
+        for key in done:
+            held = self._held.pop(key)
+            faults.crash_point("scheduler.before_ack")
+            await held.msg.ack()
+
+    async def _heartbeat_held(self) -> None:
+        """Tell JetStream we are still working on chunks held longer than a third of AckWait."""
+        limit = self._s.chunk_ack_wait_s / 3
+        now = time.monotonic()
+        for held in self._held.values():
+            if now - held.last_progress > limit:
+                await held.msg.in_progress()
+                held.last_progress = now
+
+    async def _credit(self, pipe: ModelPipe) -> int:
+        runners = await self._runners.count(pipe.name, pipe.version)
+        allowed = self._s.batches_per_runner * max(1, runners)
+        try:
+            info = await self._js.consumer_info(
+                subjects.BATCHES_STREAM, subjects.runner_consumer(pipe.name, pipe.version))
+            waiting = info.num_pending
+        except jserr.NotFoundError:  # no runner has ever started: count what the stream holds
+            si = await self._js.stream_info(subjects.BATCHES_STREAM, subjects_filter=
+                                            subjects.batch_subject(pipe.name, pipe.version))
+            waiting = sum((si.state.subjects or {}).values())
+        return allowed - waiting
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _held_items(self) -> int:
+        return sum(len(p.former) + sum(len(b.items) for b in p.ready) for p in self._pipes.values())
+
+    def _hold_limit(self) -> int:
+        sizes = [p.config.max_batch_size for p in self._pipes.values()] or [64]
+        return 4 * max(sizes)
+
+    def _pipe(self, model: str, version: int) -> ModelPipe:
+        key = (model, version)
+        pipe = self._pipes.get(key)
+        if pipe is None:
+            cfg = self._repo.config(model, version)
+            tok = TextTokenizer.from_dir(self._repo.version_dir(model, version), cfg)
+            former = BatchFormer(cfg.buckets, max_batch_tokens=cfg.max_batch_tokens,
+                                 max_batch_size=cfg.max_batch_size,
+                                 max_queue_delay={"interactive": self._s.max_queue_delay_s,
+                                                  "batch": self._s.max_queue_delay_s * 4})
+            pipe = self._pipes[key] = ModelPipe(model, version, cfg, tok, former)
+        return pipe

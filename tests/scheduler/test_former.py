@@ -1,0 +1,82 @@
+"""The batch former: buckets never mix, padding only to the bucket, fire triggers."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.former import BatchFormer, PendingItem
+
+BUCKETS = [16, 32, 64, 128, 256]
+
+
+def former(**kw) -> BatchFormer:
+    args = dict(max_batch_tokens=2048, max_batch_size=64,
+                max_queue_delay={"interactive": 0.05, "batch": 0.2})
+    args.update(kw)
+    return BatchFormer(BUCKETS, **args)
+
+
+def item(i: int, length: int, t: float = 0.0, priority: str = "batch") -> PendingItem:
+    return PendingItem("job", i, list(range(length)), priority, t)
+
+
+def test_an_item_goes_to_the_smallest_bucket_that_fits() -> None:
+    f = former()
+    assert [f.bucket_for(n) for n in (1, 16, 17, 64, 65, 256)] == [16, 16, 32, 64, 128, 256]
+
+
+def test_capacity_is_the_token_budget_or_the_item_cap_whichever_is_smaller() -> None:
+    f = former()
+    assert [f.capacity(b) for b in BUCKETS] == [64, 64, 32, 16, 8]
+
+
+def test_a_full_bucket_fires_at_once_without_waiting() -> None:
+    f = former()
+    for i in range(8):
+        f.add(item(i, 200))
+    [batch] = f.pop_ready(now=0.0)
+    assert batch.reason == "full" and batch.bucket == 256 and len(batch.items) == 8
+    assert len(f) == 0
+
+
+def test_a_lone_item_fires_after_max_queue_delay_and_not_before() -> None:
+    f = former()
+    f.add(item(0, 10, t=100.0, priority="interactive"))
+    assert f.pop_ready(now=100.049) == []
+    assert f.next_deadline() == 100.05
+    [batch] = f.pop_ready(now=100.05)
+    assert batch.reason == "delay" and [i.index for i in batch.items] == [0]
+
+
+def test_batch_priority_waits_longer_than_interactive() -> None:
+    f = former()
+    f.add(item(0, 10, t=0.0, priority="batch"))
+    assert f.pop_ready(now=0.1) == []
+    assert len(f.pop_ready(now=0.2)) == 1
+
+
+def test_interactive_items_go_first_within_a_bucket() -> None:
+    f = former(max_batch_size=4)
+    for i in range(6):
+        f.add(item(i, 10, t=0.0, priority="batch"))
+    f.add(item(99, 10, t=1.0, priority="interactive"))
+    first = f.pop_ready(now=1.0)[0]
+    assert first.items[0].index == 99
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=256), min_size=0, max_size=400),
+       st.integers(min_value=1, max_value=64), st.sampled_from([256, 512, 2048, 8192]))
+def test_every_item_ends_in_exactly_one_batch_of_its_bucket(lengths, cap, budget) -> None:
+    f = former(max_batch_size=cap, max_batch_tokens=budget)
+    for i, n in enumerate(lengths):
+        f.add(item(i, n, t=float(i) * 0.001))
+    batches = f.pop_ready(now=0.0) + f.pop_ready(now=1e9, flush=True)
+    seen = [it.index for b in batches for it in b.items]
+    assert sorted(seen) == list(range(len(lengths)))  # exactly once each
+    for b in batches:
+        assert all(f.bucket_for(it.length) == b.bucket for it in b.items)  # no mixing
+        assert b.padded_tokens == b.bucket * len(b.items)  # padded only to its bucket
+        assert len(b.items) <= max(1, min(cap, budget // b.bucket))
+    assert len(f) == 0
