@@ -1,0 +1,116 @@
+"""A running inferq in one event loop: gateway (uvicorn), scheduler and runners, on real
+nats-server and redis-server processes, a real SQLite file and the real default model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gateway.tenants import Tenant, hash_key, write_tenants_file
+from inferq.config import Settings
+from inferq.embedded import free_port
+from inferq.roles import GatewayRole, RunnerRole, SchedulerRole
+
+KEYS = {"alpha": "key-alpha-0123456789", "beta": "key-beta-0123456789",
+        "gamma": "key-gamma-0123456789"}
+
+
+def write_tenants(path: Path, weights: dict[str, float] | None = None) -> Path:
+    weights = weights or {}
+    write_tenants_file(path, {
+        name: Tenant(name=name, weight=weights.get(name, 1.0), api_key_sha256=[hash_key(k)])
+        for name, k in KEYS.items()
+    })
+    return path
+
+
+def make_settings(tmp: Path, nats_url: str, redis_url: str, model_repo: Path,
+                  **overrides) -> Settings:
+    base = dict(
+        nats_url=nats_url, redis_url=redis_url,
+        results_url=f"sqlite:///{tmp / 'results.db'}", model_repo=str(model_repo),
+        tenants_file=str(write_tenants(tmp / "tenants.toml", overrides.pop("weights", None))),
+        http_host="127.0.0.1", http_port=free_port(), backend="onnxruntime",
+        backend_threads=2, max_queue_delay_s=0.02,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    gateway: GatewayRole | None = None
+    schedulers: list[SchedulerRole] = field(default_factory=list)
+    runners: list[RunnerRole] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    async def start(self, *, schedulers: int = 1, runners: int = 1) -> Service:
+        self.gateway = GatewayRole(self.settings)
+        await self.gateway.start()
+        for _ in range(schedulers):
+            await self.add_scheduler()
+        for _ in range(runners):
+            await self.add_runner()
+        return self
+
+    async def add_scheduler(self) -> SchedulerRole:
+        role = SchedulerRole(self.settings)
+        await role.start()
+        self.schedulers.append(role)
+        return role
+
+    async def add_runner(self) -> RunnerRole:
+        role = RunnerRole(self.settings)
+        await role.start()
+        self.runners.append(role)
+        return role
+
+    async def stop(self) -> None:
+        for r in self.runners:
+            await r.stop()
+        for s in self.schedulers:
+            await s.stop()
+        if self.gateway:
+            await self.gateway.stop()
+
+    def client(self, tenant: str = "alpha") -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30.0,
+                                 headers={"Authorization": f"Bearer {KEYS[tenant]}"})
+
+
+async def wait_terminal(client: httpx.AsyncClient, job_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = await client.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        if doc["status"] in ("succeeded", "failed"):
+            return doc
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} not terminal after {timeout}s: {doc}")
+
+
+async def all_results(client: httpx.AsyncClient, job_id: str, status: str | None = None,
+                      limit: int = 1000) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        params = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        r = await client.get(f"/v1/jobs/{job_id}/results", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
