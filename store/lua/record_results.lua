@@ -1,0 +1,75 @@
+-- Count item results exactly once. An item whose marker is already 's' or 'f' was counted
+-- before (a redelivered batch) and is skipped; 'r' or no marker gets the new marker and one
+-- count. When succeeded + failed reaches total the job becomes terminal, by the rule of
+-- schemas.states.derive_job_state. A terminal job is never changed (late completions of a
+-- cancelled job count nothing).
+--
+-- KEYS[1]  the job hash
+-- ARGV[1]  now (epoch seconds)
+-- ARGV[2..] index, mark pairs; mark is 's' (succeeded) or 'f' (failed)
+-- Returns {status, outcome or '', newly_counted, became_terminal (0|1)}, or false when the
+-- hash is missing (the caller restores and retries).
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'status', 'outcome', 'total', 'succeeded', 'failed')
+local status, outcome = h[1], h[2]
+if not status then
+  return false
+end
+if status == 'succeeded' or status == 'failed' then
+  return {status, outcome, 0, 0}
+end
+local total = tonumber(h[3])
+if #ARGV % 2 ~= 1 then
+  return redis.error_reply('ERR inferq: record_results takes index, mark pairs')
+end
+for i = 2, #ARGV, 2 do
+  local n, mark = tonumber(ARGV[i]), ARGV[i + 1]
+  if not n or n % 1 ~= 0 or n < 0 or n >= total then
+    return redis.error_reply('ERR inferq: item index ' .. ARGV[i] .. ' outside 0..' .. (total - 1))
+  end
+  if mark ~= 's' and mark ~= 'f' then
+    return redis.error_reply('ERR inferq: item mark must be s or f, got ' .. mark)
+  end
+end
+local ds, df, was_running = 0, 0, 0
+for i = 2, #ARGV, 2 do
+  local field, mark = 'i:' .. tonumber(ARGV[i]), ARGV[i + 1]
+  local old = redis.call('HGET', key, field)
+  if old ~= 's' and old ~= 'f' then
+    if old == 'r' then
+      was_running = was_running + 1
+    end
+    redis.call('HSET', key, field, mark)
+    if mark == 's' then ds = ds + 1 else df = df + 1 end
+  end
+end
+local counted = ds + df
+if counted == 0 then
+  return {status, '', 0, 0}
+end
+local succeeded, failed = tonumber(h[4]) + ds, tonumber(h[5]) + df
+redis.call('HSET', key, 'succeeded', succeeded, 'failed', failed)
+if was_running > 0 then
+  redis.call('HINCRBY', key, 'running', -was_running)
+end
+local now, became = ARGV[1], 0
+if status == 'queued' then
+  -- Results without mark_running (or after a restore): the job has started all the same.
+  redis.call('HSET', key, 'started_at', now)
+end
+if succeeded + failed == total then
+  if failed == 0 then
+    status, outcome = 'succeeded', 'all_succeeded'
+  elseif succeeded == 0 then
+    status, outcome = 'failed', 'all_failed'
+  else
+    status, outcome = 'succeeded', 'partial'
+  end
+  became = 1
+  redis.call('HSET', key, 'status', status, 'outcome', outcome, 'finished_at', now)
+else
+  status, outcome = 'running', ''
+  redis.call('HSET', key, 'status', status)
+end
+redis.call('HINCRBY', key, 'rev', 1)
+return {status, outcome, counted, became}
