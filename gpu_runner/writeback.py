@@ -79,12 +79,16 @@ class WriteBack:
             metrics.ITEMS_FINISHED.labels(self._model, r.status, r.error_code or "").inc()
 
     async def _with_cache(self, job_id: str, call):
-        """Run a cache call; on a cache miss rebuild the job's hash from the store and retry."""
-        for _ in range(3):
-            try:
-                return await call()
-            except CacheMiss:
-                if not await rebuild_job_cache(self._store, self._cache, job_id):
-                    log.warning("job %s not in the store: skipping its results", job_id)
-                    return None
-        raise RuntimeError(f"job {job_id}: cache rebuilt three times and still missing")
+        """Run a cache call; on a cache miss rebuild the job's hash from the store and retry
+        once. A job the store does not have, or that has expired, is gone: None."""
+        try:
+            return await call()
+        except CacheMiss:
+            if await rebuild_job_cache(self._store, self._cache, job_id) is None:
+                log.warning("job %s not in the store: skipping its results", job_id)
+                return None
+        try:
+            return await call()
+        except CacheMiss:
+            log.warning("job %s could not be restored (expired): skipping its results", job_id)
+            return None
