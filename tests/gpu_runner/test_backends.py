@@ -1,0 +1,215 @@
+"""One suite over every real backend and precision: golden embeddings, padding invariance,
+the interface's typed errors, and the "auto" choice."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpu_runner.backends import (
+    Backend,
+    BackendError,
+    BackendInputError,
+    BackendOutputError,
+    BucketShapes,
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    cpu_supports_bf16,
+    create_backend,
+)
+from gpu_runner.backends import select as backend_select
+from inferq.models.bucketing import bucket_for, pad_batch
+from inferq.models.config import ModelConfig
+from inferq.models.errors import ModelLoadError
+from inferq.models.tokenize import Encoded, TextTokenizer
+
+KINDS = ["onnxruntime", "openvino-f32", "openvino-bf16"]
+GOLDEN_MIN_COSINE = 0.9999
+# OpenVINO bf16 misses the golden bar on this one degenerate text (measured 0.99987); every
+# other golden text meets it. This is why "auto" does not pick bf16 (see backends/select.py).
+BF16_KNOWN_SHORTFALL = {"!!!": 0.9995}
+PADDING_MIN_COSINE = {"fp32": 0.99999, "bf16": 0.9999}
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def backend(
+    request: pytest.FixtureRequest, minilm_dir: Path, minilm_config: ModelConfig
+) -> Iterator[Backend]:
+    if request.param == "openvino-bf16" and not cpu_supports_bf16():
+        pytest.skip("this CPU has no native BF16 (needs AMX or AVX-512 BF16)")
+    backend = create_backend(request.param, minilm_dir, minilm_config)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir: Path, minilm_config: ModelConfig) -> TextTokenizer:
+    return TextTokenizer.from_dir(minilm_dir, minilm_config)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def embed_bucketed(backend: Backend, encoded: list[Encoded]) -> np.ndarray:
+    """Embed items the way a runner does: grouped by bucket, padded to it."""
+    out = np.zeros((len(encoded), backend.config.output_dim), np.float32)
+    by_bucket: dict[int, list[int]] = {}
+    for i, e in enumerate(encoded):
+        by_bucket.setdefault(bucket_for(e.length, backend.config.buckets), []).append(i)
+    for bucket, rows in by_bucket.items():
+        out[rows] = backend.run(*pad_batch([encoded[i].ids for i in rows], bucket))
+    return out
+
+
+def test_golden_embeddings(
+    backend: Backend, tokenizer: TextTokenizer, golden: dict[str, Any]
+) -> None:
+    items = golden["items"]
+    encoded = tokenizer.encode([item["text"] for item in items])
+    assert [e.length for e in encoded] == [item["num_tokens"] for item in items]  # type: ignore[union-attr]
+    got = embed_bucketed(backend, encoded)  # type: ignore[arg-type]
+    want = np.array([item["embedding"] for item in items], np.float32)
+    cos = cosines(got, want)
+    for item, c in zip(items, cos, strict=True):
+        floor = GOLDEN_MIN_COSINE
+        if backend.precision == "bf16":
+            floor = BF16_KNOWN_SHORTFALL.get(item["text"], GOLDEN_MIN_COSINE)
+        assert c >= floor, f"{backend.label}: cosine {c:.6f} < {floor} for {item['text'][:40]!r}"
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_padding_invariance(
+    backend: Backend, tokenizer: TextTokenizer, golden: dict[str, Any]
+) -> None:
+    texts = [item["text"] for item in golden["items"]]
+    words = "the model pools token states over the attention mask before normalising".split()
+    texts += [" ".join(words[: 1 + i % len(words)] * (1 + i)) for i in range(64 - len(texts))]
+    encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
+    assert len(encoded) == 64 and len({e.length for e in encoded}) > 20
+    alone = np.concatenate([backend.run(*pad_batch([e.ids], e.length)) for e in encoded])
+    ids = [e.ids for e in encoded]
+    padded_256 = np.concatenate([backend.run(*pad_batch([i], 256)) for i in ids[:8]])
+    batched = backend.run(*pad_batch(ids, bucket_for(max(map(len, ids)), backend.config.buckets)))
+    floor = PADDING_MIN_COSINE[backend.precision]
+    assert cosines(padded_256, alone[:8]).min() >= floor
+    assert cosines(batched, alone).min() >= floor
+
+
+def test_warmup_runs_every_bucket_shape(backend: Backend) -> None:
+    shapes = backend.supported_shapes()
+    assert shapes.buckets == [16, 32, 64, 128, 256] and not shapes.exact
+    assert [s.max_batch for s in shapes.shapes] == [64, 64, 32, 16, 8]
+    backend.warmup()
+
+
+def test_inputs_are_validated(backend: Backend) -> None:
+    ids = np.ones((2, 8), np.int64)
+    with pytest.raises(BackendInputError, match="int64"):
+        backend.run(ids.astype(np.int32), ids)
+    with pytest.raises(BackendInputError, match="differ"):
+        backend.run(ids, ids[:, :4])
+    with pytest.raises(BackendInputError, match="does not accept shape"):
+        backend.run(np.ones((1, 300), np.int64), np.ones((1, 300), np.int64))
+
+
+class WrongShape(OnnxRuntimeBackend):
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return super()._infer(input_ids, attention_mask)[:, :10]
+
+
+def test_a_wrong_output_shape_is_a_typed_error(
+    minilm_dir: Path, minilm_config: ModelConfig
+) -> None:
+    backend = WrongShape(minilm_dir, minilm_config)
+    ids = np.ones((2, 4), np.int64)
+    with pytest.raises(BackendError, match="before load"):
+        backend.run(ids, ids)
+    with backend:
+        with pytest.raises(
+            BackendOutputError, match=r"expected float32 \(2, 384\), got \(\(2, 10\)"
+        ):
+            backend.run(ids, ids)
+
+
+def test_exact_shapes_model_a_fixed_profile_engine(minilm_config: ModelConfig) -> None:
+    shapes = BucketShapes.from_config(minilm_config, exact=True)
+    assert shapes.accepts(8, 256) and not shapes.accepts(9, 256) and not shapes.accepts(1, 100)
+    dynamic = BucketShapes.from_config(minilm_config)
+    assert dynamic.accepts(128, 100) and not dynamic.accepts(1, 257) and not dynamic.accepts(0, 16)
+
+
+@pytest.fixture
+def broken_dir(tmp_path: Path, minilm_dir: Path) -> Path:
+    shutil.copy(minilm_dir / "config.json", tmp_path / "config.json")
+    shutil.copy(minilm_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    return tmp_path
+
+
+@pytest.mark.parametrize("cls", [OnnxRuntimeBackend, OpenVinoBackend])
+def test_missing_model_fails_naming_the_path(
+    cls: type[Backend], broken_dir: Path, minilm_config: ModelConfig
+) -> None:
+    for version_dir in (broken_dir, broken_dir / "absent"):
+        with pytest.raises(ModelLoadError, match="model file is missing") as info:
+            cls(version_dir, minilm_config).load()
+        assert info.value.path == version_dir / "model.onnx"
+
+
+@pytest.mark.parametrize("cls", [OnnxRuntimeBackend, OpenVinoBackend])
+def test_corrupt_model_fails_naming_the_path(
+    cls: type[Backend], broken_dir: Path, minilm_config: ModelConfig
+) -> None:
+    (broken_dir / "model.onnx").write_bytes(b"\x00garbage\xff" * 100)
+    with pytest.raises(ModelLoadError, match=r"cannot (read|load) the graph") as info:
+        cls(broken_dir, minilm_config).load()
+    assert str(broken_dir / "model.onnx") in str(info.value)
+
+
+def test_a_config_naming_other_graph_inputs_fails(
+    minilm_dir: Path, minilm_config: ModelConfig
+) -> None:
+    config = ModelConfig(name="minilm", version=1, output_dim=384, output_name="pooled")
+    for cls in (OnnxRuntimeBackend, OpenVinoBackend):
+        with pytest.raises(ModelLoadError, match="config expects"):
+            cls(minilm_dir, config).load()
+
+
+def test_unknown_kind_is_rejected(minilm_dir: Path, minilm_config: ModelConfig) -> None:
+    with pytest.raises(ValueError, match="unknown backend kind 'tensorrt'"):
+        create_backend("tensorrt", minilm_dir, minilm_config)
+
+
+def test_auto_picks_by_the_rule_and_logs_it(
+    minilm_dir: Path, minilm_config: ModelConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="inferq.backend")
+    backend = create_backend("auto", minilm_dir, minilm_config, threads=2)
+    try:
+        assert backend.label == "openvino/fp32"
+        assert "backend auto -> openvino/fp32" in caplog.text
+    finally:
+        backend.close()
+    assert backend_select.auto_kind(bf16_supported=False) == "openvino-f32"
+
+
+def test_auto_falls_back_to_onnxruntime_when_the_self_check_fails(
+    minilm_dir: Path,
+    minilm_config: ModelConfig,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backend_select, "SELF_CHECK_MIN_COSINE", 1.5)  # nothing can pass
+    caplog.set_level(logging.INFO, logger="inferq.backend")
+    backend = create_backend("auto", minilm_dir, minilm_config)
+    try:
+        assert backend.label == "onnxruntime/fp32"
+        assert "using onnxruntime" in caplog.text
+    finally:
+        backend.close()
