@@ -119,6 +119,12 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     return parts
 
 
+def check_limit(limit: int) -> None:
+    """A page holds at least one row; a zero or negative limit is a caller's bug."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+
+
 def check_terminal_job(status: str) -> None:
     """``finish_job`` only ever moves a job to a terminal status; anything else is a bug."""
     if status not in TERMINAL_JOB:
@@ -235,8 +241,7 @@ class ResultStore(abc.ABC):
         Keyset pagination over :meth:`get_items`: never holds the whole job in memory,
         and a page costs the same wherever it starts.
         """
-        if page_size < 1:
-            raise ValueError(f"page_size must be positive, got {page_size}")
+        check_limit(page_size)
         after = -1
         while True:
             page = await self.get_items(job_id, status=None, after_index=after, limit=page_size)

@@ -35,6 +35,7 @@ from store.results.base import (
     StoreError,
     StoreUnavailable,
     check_items,
+    check_limit,
     check_terminal_job,
     decode_cursor,
     encode_cursor,
@@ -264,6 +265,7 @@ class CassandraResultStore(ResultStore):
 
     async def list_jobs(self, tenant: str, *, cursor: str | None,
                         limit: int) -> tuple[list[JobRecord], str | None]:
+        check_limit(limit)
         now = time.time()
         after = decode_cursor(cursor, (int, float, str)) if cursor else None
         day = after[0] if after else int(now // DAY) + 1  # +1: tolerate clock skew
@@ -379,6 +381,7 @@ class CassandraResultStore(ResultStore):
 
     async def get_items(self, job_id: str, *, status: str | None, after_index: int,
                         limit: int) -> list[ItemRecord]:
+        check_limit(limit)
         found: list[ItemRecord] = []
         for bucket in await self._buckets(job_id, after_index + 1):
             want = limit - len(found)

@@ -29,6 +29,7 @@ from store.results.base import (
     StoreError,
     StoreUnavailable,
     check_items,
+    check_limit,
     check_terminal_job,
     decode_cursor,
     encode_cursor,
@@ -223,6 +224,7 @@ class SqliteResultStore(ResultStore):
 
     async def list_jobs(self, tenant: str, *, cursor: str | None,
                         limit: int) -> tuple[list[JobRecord], str | None]:
+        check_limit(limit)
         after = decode_cursor(cursor, (float, str)) if cursor else None
 
         def run(conn: sqlite3.Connection) -> list[JobRecord]:
@@ -295,6 +297,7 @@ class SqliteResultStore(ResultStore):
 
     async def get_items(self, job_id: str, *, status: str | None, after_index: int,
                         limit: int) -> list[ItemRecord]:
+        check_limit(limit)
         where, args = "job_id = ? AND idx > ?", [job_id, after_index]
         if status is not None:
             where, args = where + " AND status = ?", [*args, status]

@@ -76,7 +76,11 @@ def bad(job: JobRecord, index: int, code: str = "empty_text") -> ItemRecord:
                       error_message="text is empty", error_retryable=False, finished_at=1.0)
 
 
-def idem(tenant: str, key: str, job_id: str, *, at: float = 1000.0,
+# Real clock times: a live Cassandra turns expires_at into a TTL.
+T0 = time.time()
+
+
+def idem(tenant: str, key: str, job_id: str, *, at: float = T0,
          ttl: float = DAY) -> IdempotencyRecord:
     return IdempotencyRecord(tenant, key, "hash-" + job_id, job_id, at, at + ttl)
 
@@ -257,29 +261,30 @@ async def test_iter_items_streams_every_item_in_pages(store: ResultStore, tenant
 async def test_fifty_concurrent_claims_make_exactly_one_winner(store: ResultStore,
                                                                tenant: str) -> None:
     claims = [idem(tenant, "key-1", f"job-{i}") for i in range(50)]
-    results = await asyncio.gather(*(store.claim_idempotency(c, now=1000.0) for c in claims))
+    results = await asyncio.gather(*(store.claim_idempotency(c, now=T0) for c in claims))
     winners = [rec for rec, created in results if created]
     assert len(winners) == 1
     assert {rec.job_id for rec, _ in results} == {winners[0].job_id}
-    assert await store.get_idempotency(tenant, "key-1", now=1000.0) == winners[0]
+    assert await store.get_idempotency(tenant, "key-1", now=T0) == winners[0]
 
 
 async def test_a_live_claim_is_returned_to_later_claimers(store: ResultStore, tenant: str) -> None:
     first = idem(tenant, "k", "job-a")
-    assert await store.claim_idempotency(first, now=1000.0) == (first, True)
-    assert await store.claim_idempotency(idem(tenant, "k", "job-b"), now=2000.0) == (first, False)
+    assert await store.claim_idempotency(first, now=T0) == (first, True)
+    later = idem(tenant, "k", "job-b", at=T0 + 60)
+    assert await store.claim_idempotency(later, now=T0 + 60) == (first, False)
     other = idem(tenant + "-other", "k", "job-c")
-    assert await store.claim_idempotency(other, now=2000.0) == (other, True)
+    assert await store.claim_idempotency(other, now=T0 + 60) == (other, True)
 
 
 async def test_an_expired_claim_is_replaced(store: ResultStore, tenant: str) -> None:
-    old = idem(tenant, "k", "job-old", at=1000.0, ttl=100.0)
-    await store.claim_idempotency(old, now=1000.0)
-    assert await store.get_idempotency(tenant, "k", now=1099.0) == old
-    assert await store.get_idempotency(tenant, "k", now=1100.0) is None
-    new = idem(tenant, "k", "job-new", at=1200.0)
-    assert await store.claim_idempotency(new, now=1200.0) == (new, True)
-    assert await store.get_idempotency(tenant, "k", now=1200.0) == new
+    old = idem(tenant, "k", "job-old", ttl=100.0)
+    await store.claim_idempotency(old, now=T0)
+    assert await store.get_idempotency(tenant, "k", now=T0 + 99) == old
+    assert await store.get_idempotency(tenant, "k", now=T0 + 100) is None
+    new = idem(tenant, "k", "job-new", at=T0 + 200)
+    assert await store.claim_idempotency(new, now=T0 + 200) == (new, True)
+    assert await store.get_idempotency(tenant, "k", now=T0 + 200) == new
 
 
 # Retention and lifecycle
@@ -310,3 +315,10 @@ async def test_ping_answers_and_close_is_idempotent(store: ResultStore) -> None:
     await store.ping()
     await store.close()
     await store.close()
+
+
+async def test_a_page_holds_at_least_one_row(store: ResultStore, tenant: str) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await store.list_jobs(tenant, cursor=None, limit=0)
+    with pytest.raises(ValueError, match="limit"):
+        await store.get_items("j", status=None, after_index=-1, limit=-1)
