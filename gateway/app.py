@@ -12,7 +12,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -63,8 +63,8 @@ def status_response(snap: JobStatusSnapshot, status_code: int = 200,
 @post("/v1/jobs", status_code=202, summary="Submit a job (one item or up to 10,000)")
 async def submit_job(
     request: Request, data: SubmitRequest,
-    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False,
-                                                     max_length=255)] = None,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key",
+                                                           required=False)] = None,
 ) -> Response[JobStatusDoc]:
     tenant = authenticate(request)
     svc = services(request)
@@ -77,7 +77,7 @@ async def submit_job(
 
 
 @get("/v1/jobs/{job_id:str}", summary="A job's status document (O(1))")
-async def get_job(request: Request, job_id: str) -> Response[JobStatusDoc]:
+async def get_job(request: Request, job_id: FromPath[str]) -> Response[JobStatusDoc]:
     tenant = authenticate(request)
     snap = await services(request).reader.status(tenant.name, job_id)
     if request.headers.get("if-none-match") == snap.etag:
@@ -90,12 +90,11 @@ async def get_job(request: Request, job_id: str) -> Response[JobStatusDoc]:
 
 @get("/v1/jobs/{job_id:str}/results", summary="A page of a job's item results, in index order")
 async def get_results(
-    request: Request, job_id: str,
-    status: Annotated[str | None, Parameter(query="status", pattern="^(succeeded|failed)$",
-                                            required=False)] = None,
-    cursor: Annotated[str | None, Parameter(query="cursor", required=False,
-                                            max_length=64)] = None,
-    limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
+    request: Request, job_id: FromPath[str],
+    status: Annotated[str | None, QueryParameter(pattern="^(succeeded|failed)$",
+                                                 required=False)] = None,
+    cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> ResultsPage:
     tenant = authenticate(request)
     return await services(request).reader.page(tenant.name, job_id, status=status,
@@ -104,7 +103,7 @@ async def get_results(
 
 @get("/v1/jobs/{job_id:str}/results.jsonl", summary="Every item, one JSON line each, streamed",
      media_type="application/x-ndjson")
-async def get_results_jsonl(request: Request, job_id: str) -> Stream:
+async def get_results_jsonl(request: Request, job_id: FromPath[str]) -> Stream:
     tenant = authenticate(request)
     lines = await services(request).reader.jsonl(tenant.name, job_id)
     return Stream(lines, media_type="application/x-ndjson")

@@ -108,8 +108,8 @@ def request_id(request: Request) -> str:
 def problem_response(request: Request, err: ApiError) -> Response:
     rid = request_id(request)
     body = Problem(
-        type=f"https://inferq.dev/errors/{err.code.value}",
-        title=err.title, status=err.status_code, detail=err.detail, code=err.code.value,
+        type=f"https://inferq.dev/errors/{err.code}",
+        title=err.title, status=err.status_code, detail=err.detail, code=str(err.code),
         retryable=err.retryable, request_id=rid, retry_after_s=err.retry_after_s,
         errors=err.errors,
     )

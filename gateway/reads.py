@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from gateway import errors as E
+from inferq import metrics
 from schemas.api import EmbeddingOutput, FieldError, ResultItem, ResultsPage
 from schemas.errors import ItemError
 from schemas.states import ItemStatus
@@ -53,12 +54,11 @@ class JobReader:
     def __init__(self, store: ResultStore, cache: JobStateCache):
         self._store = store
         self._cache = cache
-        self.store_reads = 0  # status reads that had to touch the result store
 
     async def status(self, tenant: str, job_id: str) -> JobStatusSnapshot:
         snap = await self._cache.get_status(job_id)
         if snap is None:
-            self.store_reads += 1
+            metrics.STATUS_STORE_READS.inc()
             job = await self._owned_job(tenant, job_id)
             await rebuild_job_cache(self._store, self._cache, job_id, job)
             snap = await self._cache.get_status(job_id)

@@ -44,7 +44,6 @@ class GatewayServices:
                                         socket_connect_timeout=2, health_check_interval=10)
         await check_noeviction(redis)
         store = open_result_store(settings.results_url)
-        await store.migrate()
         nc = await bus.connect(settings.nats_url, "inferq-gateway")
         js = nc.jetstream()
         await bus.provision_streams(js, replicas=settings.stream_replicas,
@@ -54,8 +53,8 @@ class GatewayServices:
                    Submitter(settings, repo, store, cache, js), JobReader(store, cache))
 
     async def close(self) -> None:
-        for closer in (self.nc.drain, self.redis.aclose, self.store.close):
+        for closer in (self.nc.close, self.redis.aclose, self.store.close):
             try:
                 await closer()
-            except Exception:  # noqa: BLE001 - shutting down: log and go on
+            except Exception:
                 log.warning("error while closing", exc_info=True)

@@ -24,6 +24,7 @@ from inferq.models.repository import ModelRepository
 from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
+from schemas.states import Priority
 from store.jobstate import JobFields, JobStateCache
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
 
@@ -109,8 +110,8 @@ class Submitter:
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
         await self._complete(job, req)
-        metrics.JOBS_SUBMITTED.labels(model, req.priority.value).inc()
-        metrics.ITEMS_SUBMITTED.labels(model, req.priority.value).inc(job.total)
+        metrics.JOBS_SUBMITTED.labels(model, str(req.priority)).inc()
+        metrics.ITEMS_SUBMITTED.labels(model, str(req.priority)).inc(job.total)
         return Submitted(job_id, replayed=False)
 
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
@@ -137,7 +138,7 @@ class Submitter:
         items = req.items()
         return JobRecord(
             job_id=job_id, tenant=tenant.name, model=model, model_version=version,
-            priority=req.priority.value, total=len(items), chunks=len(self.chunk(items)),
+            priority=str(req.priority), total=len(items), chunks=len(self.chunk(items)),
             created_at=now, expires_at=now + self._s.result_ttl_s,
             deadline=now + req.timeout_s if req.timeout_s else None, metadata=req.metadata,
             idempotency_key=key, request_hash=rhash,
@@ -163,7 +164,7 @@ class Submitter:
         await self._store.create_job(job)
         await self._cache.init_job(job.job_id, JobFields(
             tenant=job.tenant, model=job.model, version=job.model_version,
-            priority=job.priority, total=job.total, created_at=job.created_at,
+            priority=Priority(job.priority), total=job.total, created_at=job.created_at,
             expires_at=job.expires_at, deadline=job.deadline))
         await self.publish(job, req)
         await self._store.mark_published(job.job_id)

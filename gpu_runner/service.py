@@ -91,6 +91,10 @@ class Runner:
             self._hb_task.cancel()
             self._hb_task = None
         try:
+            await self._sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - connection already gone
+            pass
+        try:
             await self._registry.leave(self._model, self._version, self._id)
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
@@ -102,7 +106,7 @@ class Runner:
             metrics.RUNNER_BUSY.labels(self._model).set(ratio)
             try:
                 await self._registry.heartbeat(self._model, self._version, self._id, ratio)
-            except Exception:  # noqa: BLE001 - Redis down: the scheduler assumes one runner
+            except Exception:
                 log.debug("runner heartbeat failed", exc_info=True)
 
     async def _fetch(self) -> Msg | None:
@@ -117,7 +121,7 @@ class Runner:
         while not self._stopping.is_set():
             try:
                 msg = await pending
-            except Exception:  # noqa: BLE001 - NATS reconnecting
+            except Exception:
                 log.warning("fetch failed", exc_info=True)
                 await asyncio.sleep(0.5)
                 msg = None

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from inferq import faults, metrics
 from store.jobstate import JobStateCache
-from store.redis_errors import CacheMiss
 from store.rebuild import rebuild_job_cache
+from store.redis_errors import CacheMiss
 from store.results.base import ItemRecord, ResultStore
 
 log = logging.getLogger("inferq.runner.writeback")

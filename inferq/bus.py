@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
@@ -33,7 +32,8 @@ async def connect(url: str, name: str) -> NATS:
     """A connection that reconnects forever (clients reconnect on their own after an outage)."""
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        if not nc.is_closed and not nc.is_draining:
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
@@ -41,8 +41,9 @@ async def connect(url: str, name: str) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
 
+    nc = NATS()
     try:
-        return await nats.connect(
+        await nc.connect(
             servers=[u.strip() for u in url.split(",") if u.strip()],
             name=name,
             max_reconnect_attempts=-1,
@@ -53,8 +54,9 @@ async def connect(url: str, name: str) -> NATS:
             reconnected_cb=on_reconnect,
             error_cb=on_error,
         )
-    except Exception as exc:  # nats raises several unrelated types on connect
+    except Exception as exc:
         raise BusUnavailable(f"cannot connect to NATS at {url}: {exc}") from exc
+    return nc
 
 
 def _stream_configs(replicas: int, dlq_max_age_s: float) -> list[jsapi.StreamConfig]:

@@ -63,9 +63,9 @@ def cmd_models_build(args: argparse.Namespace) -> int:
     from inferq.models.build_minilm import build_minilm
 
     if args.name != "minilm":
-        print(f"inferq: only the default model 'minilm' can be built; register others by "
-              f"copying model.onnx, tokenizer.json and config.json into the repository "
-              f"(see docs/models.md)", file=sys.stderr)
+        print("inferq: only the default model 'minilm' can be built; register others by "
+              "copying model.onnx, tokenizer.json and config.json into the repository "
+              "(see docs/models.md)", file=sys.stderr)
         return 2
     repo = Path(args.repo or Settings.load().model_repo).expanduser()
     path = build_minilm(repo, force=args.force)

@@ -105,7 +105,7 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
             role_env = dict(env)
             if role != "gateway":
                 role_env.setdefault("INFERQ_METRICS_PORT", str(free_port()))
-            log = open(state / "logs" / f"{role}.log", "ab")  # noqa: SIM115 - child owns it
+            log = open(state / "logs" / f"{role}.log", "ab")
             children.append((role, subprocess.Popen(
                 [sys.executable, "-m", "inferq.cli", role], env=role_env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)))

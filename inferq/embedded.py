@@ -83,7 +83,7 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             return self
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -14,13 +14,16 @@ HTTP_LATENCY = Histogram(
 JOBS_SUBMITTED = Counter("inferq_jobs_submitted_total", "Jobs accepted", ["model", "priority"])
 ITEMS_SUBMITTED = Counter("inferq_items_submitted_total", "Items accepted", ["model", "priority"])
 JOBS_FINISHED = Counter(
-    "inferq_jobs_finished_total", "Jobs that reached a terminal state", ["model", "status", "outcome"]
+    "inferq_jobs_finished_total", "Jobs that reached a terminal state",
+    ["model", "status", "outcome"]
 )
 ITEMS_FINISHED = Counter(
-    "inferq_items_finished_total", "Items counted terminal (once each)", ["model", "status", "code"]
+    "inferq_items_finished_total", "Items counted terminal (once each)",
+    ["model", "status", "code"]
 )
 REJECTIONS = Counter(
-    "inferq_rejections_total", "Requests refused for rate, quota or backpressure", ["code"]
+    "inferq_rejections_total", "Requests refused for rate, quota or backpressure",
+    ["code"]
 )
 BATCH_SIZE = Histogram(
     "inferq_batch_size", "Items per formed batch", ["model", "bucket"],
@@ -48,11 +51,21 @@ ITEM_LATENCY = Histogram(
 )
 QUEUE_DEPTH = Gauge("inferq_queue_depth_items", "Items queued in JOBS", ["model", "priority"])
 QUEUE_OLDEST_AGE = Gauge(
-    "inferq_queue_oldest_age_seconds", "Age of the oldest queued chunk", ["model", "priority"]
+    "inferq_queue_oldest_age_seconds", "Age of the oldest queued chunk",
+    ["model", "priority"]
 )
-RUNNER_BUSY = Gauge("inferq_runner_busy_ratio", "Fraction of wall time spent in inference", ["model"])
-REDELIVERIES = Counter("inferq_redeliveries_total", "Batches seen again after a delivery", ["model"])
+RUNNER_BUSY = Gauge(
+    "inferq_runner_busy_ratio", "Fraction of wall time spent in inference", ["model"]
+)
+REDELIVERIES = Counter(
+    "inferq_redeliveries_total", "Batches seen again after a delivery", ["model"]
+)
 DLQ = Counter("inferq_dlq_total", "Batches dead-lettered", ["model"])
 DESIRED_RUNNERS = Gauge(
-    "inferq_desired_runners", "Runners needed to drain the backlog within the target wait", ["model"]
+    "inferq_desired_runners", "Runners needed to drain the backlog within the target wait",
+    ["model"]
+)
+STATUS_STORE_READS = Counter(
+    "inferq_status_store_reads_total",
+    "Status reads that missed Redis and rebuilt the job from the result store",
 )

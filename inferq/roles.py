@@ -32,6 +32,16 @@ def _redis(settings: Settings) -> aioredis.Redis:
                                    health_check_interval=10)
 
 
+async def _close_nats(nc) -> None:
+    """Flush what we published, then close. (``drain`` would wait out its timeout on
+    subscriptions with a pull request in flight; every ack we owe was sent synchronously.)"""
+    try:
+        await nc.flush(timeout=2)
+    except Exception:  # noqa: BLE001 - closing anyway
+        pass
+    await nc.close()
+
+
 class GatewayRole:
     """uvicorn serving the Litestar app on the configured host and port."""
 
@@ -84,7 +94,7 @@ class SchedulerRole:
         if sched is None:
             return
         await sched.stop()
-        await self._nc.drain()
+        await _close_nats(self._nc)
         await self._redis.aclose()
 
 
@@ -105,7 +115,6 @@ class RunnerRole:
         self._redis = _redis(s)
         await check_noeviction(self._redis)
         self._store = open_result_store(s.results_url)
-        await self._store.migrate()
         self._nc = await bus.connect(s.nats_url, "inferq-runner")
         await bus.provision_streams(self._nc.jetstream(), replicas=s.stream_replicas,
                                     dlq_max_age_s=s.result_ttl_s)
@@ -120,7 +129,7 @@ class RunnerRole:
         if runner is None:
             return
         await runner.stop()
-        await self._nc.drain()
+        await _close_nats(self._nc)
         await self._redis.aclose()
         await self._store.close()
         self._backend.close()

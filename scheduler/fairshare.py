@@ -1,6 +1,6 @@
 """Weighted deficit round-robin over lanes, counted in items: a plain synchronous class.
 
-A lane is one (model, priority, tenant). Each visit adds ``quantum × weight × priority
+A lane is one (model, priority, tenant). Each visit adds ``quantum * weight * priority
 multiplier`` items of credit; the lane is served while its credit is positive and is charged
 the items actually taken (a chunk may overdraw; the debt carries to its next visit). So a
 tenant with 10,000 queued items and one with a single item are served in proportion to weight,

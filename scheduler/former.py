@@ -111,7 +111,8 @@ class BatchFormer:
                 continue
             overdue = now >= oldest.enqueued_at + self._delay.get(oldest.priority, 0.0)
             if flush or overdue:
-                out.append(FormedBatch(b.size, self._take(b, b.capacity), "flush" if flush else "delay"))
+                reason = "flush" if flush else "delay"
+                out.append(FormedBatch(b.size, self._take(b, b.capacity), reason))
         return out
 
     def next_deadline(self) -> float | None:

@@ -229,7 +229,8 @@ class Scheduler:
         b = str(fb.bucket)
         metrics.BATCH_SIZE.labels(pipe.name, b).observe(len(fb.items))
         metrics.BATCH_TOKENS.labels(pipe.name, b).observe(fb.padded_tokens)
-        metrics.BATCH_PADDING.labels(pipe.name, b).observe(fb.padded_tokens / max(1, fb.real_tokens))
+        ratio = fb.padded_tokens / max(1, fb.real_tokens)
+        metrics.BATCH_PADDING.labels(pipe.name, b).observe(ratio)
         for it in fb.items:
             metrics.SCHEDULER_WAIT.labels(pipe.name, it.priority).observe(now - it.enqueued_at)
 

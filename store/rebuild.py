@@ -38,8 +38,8 @@ async def rebuild_job_cache(store: ResultStore, cache: JobStateCache, job_id: st
     out = await cache.restore(job_id, job_fields(job), done, now, started_at=job.started_at,
                               terminal=terminal)
     if out.became_terminal:
-        await store.finish_job(job_id, status=out.status.value,
-                               outcome=out.outcome.value if out.outcome else None,
+        await store.finish_job(job_id, status=str(out.status),
+                               outcome=str(out.outcome) if out.outcome else None,
                                finished_at=now)
     log.info("rebuilt cache for job %s from the store (%d items done, restored=%s)",
              job_id, len(done), out.restored)

@@ -86,8 +86,8 @@ class Service:
                                  headers={"Authorization": f"Bearer {KEYS[tenant]}"})
 
 
-async def wait_terminal(client: httpx.AsyncClient, job_id: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
+async def wait_terminal(client: httpx.AsyncClient, job_id: str, within: float = 120.0) -> dict:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         r = await client.get(f"/v1/jobs/{job_id}")
         assert r.status_code == 200, r.text
@@ -95,7 +95,7 @@ async def wait_terminal(client: httpx.AsyncClient, job_id: str, timeout: float =
         if doc["status"] in ("succeeded", "failed"):
             return doc
         await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} not terminal after {timeout}s: {doc}")
+    raise AssertionError(f"job {job_id} not terminal after {within}s: {doc}")
 
 
 async def all_results(client: httpx.AsyncClient, job_id: str, status: str | None = None,

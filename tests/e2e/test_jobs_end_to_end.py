@@ -36,7 +36,7 @@ async def test_a_1000_item_job_counts_exactly_and_returns_results_in_order(servi
             {"text": t, "id": f"c{i}"} for i, t in enumerate(texts)]})
         assert r.status_code == 202, r.text
         job = r.json()["job_id"]
-        done = await wait_terminal(c, job, timeout=300)
+        done = await wait_terminal(c, job, within=300)
         assert done["status"] == "succeeded" and done["outcome"] == "all_succeeded"
         assert done["counts"]["succeeded"] == 1000 and done["counts"]["failed"] == 0
         items = await all_results(c, job, limit=333)
