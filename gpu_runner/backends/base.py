@@ -17,8 +17,7 @@ from typing import ClassVar
 import msgspec
 import numpy as np
 
-from inferq.models.build_minilm import MODEL_FILE
-from inferq.models.config import ModelConfig
+from inferq.models.config import MODEL_FILE, ModelConfig
 from inferq.models.errors import ModelLoadError
 from schemas.errors import ErrorCode
 

@@ -21,7 +21,13 @@ import onnx
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
-from inferq.models.config import CONFIG_FILE, ModelConfig, write_config
+from inferq.models.config import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    ModelConfig,
+    write_config,
+)
 from inferq.models.errors import ModelBuildError
 from inferq.models.onnx_bert import BertShape, build_bert_embedding_graph
 from inferq.models.wheel import (
@@ -35,8 +41,6 @@ log = logging.getLogger("inferq.models")
 
 MODEL_NAME = "minilm"
 MODEL_VERSION = 1
-MODEL_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 STAMP_FILE = ".build-stamp.json"
 # Bump when the graph or the written files change: existing builds are then rebuilt.
 BUILDER_VERSION = 1

@@ -13,6 +13,9 @@ import msgspec
 
 from inferq.models.errors import ModelLoadError
 
+# The three files of a version folder: <repo>/<name>/<version>/.
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 
 

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import msgspec
 
-from inferq.models.build_minilm import MODEL_FILE, TOKENIZER_FILE, build_minilm
-from inferq.models.config import CONFIG_FILE, ModelConfig, load_config
+from inferq.models.config import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    ModelConfig,
+    load_config,
+)
 from inferq.models.errors import ModelLoadError, ModelNotFound
 
 
@@ -22,6 +27,8 @@ def default_model_repo() -> Path:
 
 def ensure_default_model(root: Path | None = None) -> Path:
     """Build minilm into ``root`` (default repository) unless already built; return its folder."""
+    from inferq.models.build_minilm import build_minilm  # onnx/safetensors: only when building
+
     return build_minilm(root or default_model_repo())
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import msgspec
 from tokenizers import Tokenizer
 
-from inferq.models.build_minilm import TOKENIZER_FILE
-from inferq.models.config import ModelConfig
+from inferq.models.config import TOKENIZER_FILE, ModelConfig
 from inferq.models.errors import ModelLoadError
 from schemas.errors import ErrorCode, ItemError
 

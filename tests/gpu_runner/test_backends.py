@@ -213,3 +213,17 @@ def test_auto_falls_back_to_onnxruntime_when_the_self_check_fails(
         assert "using onnxruntime" in caplog.text
     finally:
         backend.close()
+
+
+def test_onnxruntime_reuses_its_saved_optimised_graph(
+    minilm_dir: Path, minilm_config: ModelConfig, tmp_path: Path
+) -> None:
+    ids, mask = pad_batch([[101, 7592, 2088, 102], [101, 7592, 102]], 16)
+    first = OnnxRuntimeBackend(minilm_dir, minilm_config, optimized_cache=tmp_path)
+    with first:
+        want = first.run(ids, mask)
+    (saved,) = tmp_path.glob("minilm-1-*.onnx")
+    mtime = saved.stat().st_mtime_ns
+    with OnnxRuntimeBackend(minilm_dir, minilm_config, optimized_cache=tmp_path) as second:
+        np.testing.assert_allclose(second.run(ids, mask), want, atol=1e-6)
+    assert saved.stat().st_mtime_ns == mtime
