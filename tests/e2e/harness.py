@@ -114,3 +114,27 @@ async def all_results(client: httpx.AsyncClient, job_id: str, status: str | None
         cursor = page["next_cursor"]
         if not cursor:
             return items
+
+
+def role_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a role subprocess needs to join this service."""
+    import os
+
+    env = dict(os.environ)
+    for name in ("nats_url", "redis_url", "results_url", "model_repo", "tenants_file",
+                 "backend", "backend_threads", "max_queue_delay_s", "http_port"):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"INFERQ_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+async def metric_value(client: httpx.AsyncClient, name: str) -> float:
+    """Sum of a metric's samples on the gateway's /metrics."""
+    text = (await client.get("/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
