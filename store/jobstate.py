@@ -28,7 +28,7 @@ from schemas.states import TERMINAL_JOB, ItemStatus, JobStatus, Outcome, Priorit
 from store.redis_errors import CacheMiss, redis_errors
 
 __all__ = [
-    "FailOutcome", "JobFields", "JobStateCache", "JobStatusSnapshot", "RecordOutcome",
+    "Backlog", "FailOutcome", "JobFields", "JobStateCache", "JobStatusSnapshot", "RecordOutcome",
     "RestoreOutcome", "TerminalRecord", "etag_for",
 ]
 
@@ -98,6 +98,13 @@ class RestoreOutcome(msgspec.Struct, frozen=True):
     became_terminal: bool
 
 
+class Backlog(msgspec.Struct, frozen=True):
+    """Items not yet terminal: ``models[(model, priority)]`` and ``tenants[tenant]``."""
+
+    models: dict[tuple[str, str], int]
+    tenants: dict[str, int]
+
+
 class JobStatusSnapshot(msgspec.Struct, frozen=True):
     """A job's hash without its markers: what the status document and its ETag are built from."""
 
@@ -153,9 +160,11 @@ class JobStateCache:
     from ``get_status``. Redis failures raise ``CacheUnavailable`` (retryable).
     """
 
-    def __init__(self, redis: Redis, *, key_prefix: str = "inferq:job:") -> None:
+    def __init__(self, redis: Redis, *, key_prefix: str = "inferq:job:",
+                 backlog_key: str = "inferq:backlog") -> None:
         self._redis = redis
         self._prefix = key_prefix
+        self._backlog_key = backlog_key
         self._scripts = {name: redis.register_script(text) for name, text in _LUA.items()}
 
     def key(self, job_id: str) -> str:
@@ -164,7 +173,8 @@ class JobStateCache:
     async def init_job(self, job_id: str, fields: JobFields) -> bool:
         """Create a queued job's hash; False (and no change) when it already exists or has
         already expired."""
-        created = await self._run("create_job", job_id, _create_args(fields, _hash_fields(fields)))
+        created = await self._run(
+            "create_job", job_id, _create_args(fields, fields.total, _hash_fields(fields)))
         return bool(created)
 
     async def mark_running(self, job_id: str, indexes: Iterable[int], now: float) -> JobStatus:
@@ -247,7 +257,9 @@ class JobStateCache:
         )
         for index, mark in sorted(marks.items()):
             hash_fields += (f"i:{index}", mark)
-        created = bool(await self._run("create_job", job_id, _create_args(fields, hash_fields)))
+        pending = 0 if status in TERMINAL_JOB else fields.total - len(marks)
+        created = bool(await self._run(
+            "create_job", job_id, _create_args(fields, pending, hash_fields)))
         became = created and terminal is None and status in TERMINAL_JOB
         return RestoreOutcome(created, status, outcome, became)
 
@@ -271,6 +283,34 @@ class JobStateCache:
             rev=int(v["rev"]),
         )
 
+    async def backlog(self) -> Backlog:
+        """Items accepted but not yet terminal, per (model, priority) and per tenant.
+
+        Kept by the same scripts that count items, so it is exact while Redis keeps its
+        data: ``init_job`` adds a job's total, each counted result and each item failed by
+        ``fail_remaining`` takes one away, and ``restore`` adds back what was not yet done.
+        (A job that expires unfinished leaves its remainder; the TTL is days, so this is
+        noise, not drift that matters.) One HGETALL of a small hash.
+        """
+        with redis_errors("backlog"):
+            raw = await self._redis.hgetall(self._backlog_key)
+        models: dict[tuple[str, str], int] = {}
+        tenants: dict[str, int] = {}
+        for k, v in raw.items():
+            name, n = _text(k), max(0, int(v))
+            if name.startswith("m:"):
+                model, _, priority = name[2:].rpartition(":")
+                models[(model, priority)] = n
+            elif name.startswith("t:"):
+                tenants[name[2:]] = n
+        return Backlog(models, tenants)
+
+    async def tenant_backlog(self, tenant: str) -> int:
+        """Items of this tenant accepted but not yet terminal (for its backlog quota)."""
+        with redis_errors("tenant_backlog"):
+            v = await self._redis.hget(self._backlog_key, f"t:{tenant}")
+        return max(0, int(v)) if v is not None else 0
+
     async def delete(self, job_id: str) -> bool:
         """Drop the job's hash (tests use it to simulate a cache loss)."""
         with redis_errors("delete"):
@@ -283,7 +323,8 @@ class JobStateCache:
 
     async def _run(self, script: str, job_id: str, args: list[str]) -> Any:
         with redis_errors(script):
-            return await self._scripts[script](keys=[self.key(job_id)], args=args)
+            return await self._scripts[script](keys=[self.key(job_id), self._backlog_key],
+                                               args=args)
 
 
 def _hash_fields(
@@ -305,8 +346,8 @@ def _hash_fields(
     return [x for pair in pairs.items() for x in pair]
 
 
-def _create_args(fields: JobFields, hash_fields: list[str]) -> list[str]:
-    return [str(int(fields.expires_at * 1000)), *hash_fields]
+def _create_args(fields: JobFields, backlog: int, hash_fields: list[str]) -> list[str]:
+    return [str(int(fields.expires_at * 1000)), str(backlog), *hash_fields]
 
 
 def _index(index: int) -> str:

@@ -3,8 +3,10 @@
 -- writer cannot overwrite counts that writer already made.
 --
 -- KEYS[1]  the job hash
+-- KEYS[2]  the backlog hash (items not yet terminal per model:priority and per tenant)
 -- ARGV[1]  expires_at in epoch milliseconds (PEXPIREAT: the hash lives and dies with the job)
--- ARGV[2..] field, value pairs: the job fields and, on restore, the markers of done items
+-- ARGV[2]  items this job adds to the backlog (total on submit; not-yet-done on restore)
+-- ARGV[3..] field, value pairs: the job fields and, on restore, the markers of done items
 -- Returns 1 when created, 0 when the key already existed or expires_at has already passed
 -- (PEXPIREAT in the past deletes the key at once).
 local key = KEYS[1]
@@ -13,9 +15,16 @@ if redis.call('EXISTS', key) == 1 then
 end
 -- Lua 5.1's unpack() is bounded by the C stack (~8000 values): write in slices.
 local SLICE = 2000
-for first = 2, #ARGV, SLICE do
+for first = 3, #ARGV, SLICE do
   local last = math.min(first + SLICE - 1, #ARGV)
   redis.call('HSET', key, unpack(ARGV, first, last))
 end
 redis.call('PEXPIREAT', key, ARGV[1])
-return redis.call('EXISTS', key)
+local created = redis.call('EXISTS', key)
+local add = tonumber(ARGV[2])
+if created == 1 and add > 0 then
+  local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
+  redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], add)
+  redis.call('HINCRBY', KEYS[2], 't:' .. j[3], add)
+end
+return created

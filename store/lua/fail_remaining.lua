@@ -4,6 +4,7 @@
 -- changed.
 --
 -- KEYS[1]  the job hash
+-- KEYS[2]  the backlog hash: newly failed items leave it
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  error code
 -- ARGV[3]  error message
@@ -45,6 +46,11 @@ if #pairs_ > 0 then
   redis.call('HSET', key, unpack(pairs_))
 end
 failed = failed + #newly
+if #newly > 0 then
+  local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
+  redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], -#newly)
+  redis.call('HINCRBY', KEYS[2], 't:' .. j[3], -#newly)
+end
 if succeeded > 0 then outcome = 'partial' else outcome = 'all_failed' end
 -- A job failed while queued keeps started_at empty: none of its items ever ran.
 redis.call('HSET', key, 'status', 'failed', 'outcome', outcome, 'finished_at', ARGV[1],

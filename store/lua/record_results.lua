@@ -5,6 +5,7 @@
 -- cancelled job count nothing).
 --
 -- KEYS[1]  the job hash
+-- KEYS[2]  the backlog hash: counted items leave it (per model:priority and per tenant)
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2..] index, mark pairs; mark is 's' (succeeded) or 'f' (failed)
 -- Returns {status, outcome or '', newly_counted, became_terminal (0|1)}, or false when the
@@ -47,6 +48,9 @@ local counted = ds + df
 if counted == 0 then
   return {status, '', 0, 0}
 end
+local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
+redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], -counted)
+redis.call('HINCRBY', KEYS[2], 't:' .. j[3], -counted)
 local succeeded, failed = tonumber(h[4]) + ds, tonumber(h[5]) + df
 redis.call('HSET', key, 'succeeded', succeeded, 'failed', failed)
 if was_running > 0 then
