@@ -1,4 +1,5 @@
-"""Busy ratio: the fraction of recent wall time a runner spent inside the backend."""
+"""Busy ratio and throughput: how much of recent wall time a runner spent inside the backend,
+and how many items it finished — together, its capacity (items/s when fully busy)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,37 @@ from contextlib import contextmanager
 class BusyMeter:
     def __init__(self, window_s: float = 30.0):
         self._window = window_s
-        self._spans: deque[tuple[float, float]] = deque()
+        self._spans: deque[tuple[float, float, int]] = deque()
         self._lock = threading.Lock()
         self._started = time.monotonic()
 
     @contextmanager
-    def busy(self):
+    def busy(self, items: int = 0):
         t0 = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
-                self._spans.append((t0, time.monotonic()))
+                self._spans.append((t0, time.monotonic(), items))
 
-    def ratio(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
+    def _window_spans(self, now: float) -> tuple[float, list[tuple[float, float, int]]]:
         start = max(now - self._window, self._started)
         with self._lock:
             while self._spans and self._spans[0][1] < start:
                 self._spans.popleft()
-            busy = sum(min(e, now) - max(s, start) for s, e in self._spans if e > start)
+            return start, list(self._spans)
+
+    def ratio(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        start, spans = self._window_spans(now)
+        busy = sum(min(e, now) - max(s, start) for s, e, _ in spans if e > start)
         span = now - start
         return min(1.0, busy / span) if span > 0 else 0.0
+
+    def capacity(self, now: float | None = None) -> float | None:
+        """Items per second of busy time over the window; None before any work."""
+        now = time.monotonic() if now is None else now
+        _, spans = self._window_spans(now)
+        busy = sum(e - s for s, e, _ in spans)
+        items = sum(n for _, _, n in spans)
+        return items / busy if busy > 0 and items > 0 else None

@@ -105,7 +105,8 @@ class Runner:
             ratio = self._busy.ratio()
             metrics.RUNNER_BUSY.labels(self._model).set(ratio)
             try:
-                await self._registry.heartbeat(self._model, self._version, self._id, ratio)
+                await self._registry.heartbeat(self._model, self._version, self._id, ratio,
+                                               self._busy.capacity())
             except Exception:
                 log.debug("runner heartbeat failed", exc_info=True)
 
@@ -219,7 +220,7 @@ class Runner:
             await msg.in_progress()  # a long batch must not be redelivered while it runs
 
     def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int) -> np.ndarray:
-        with self._busy.busy():
+        with self._busy.busy(len(ids)):
             t0 = time.perf_counter()
             out = self._backend.run(ids, mask)
             metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(

@@ -55,6 +55,8 @@ class Settings:
     chunk_ack_wait_s: float = 30.0
     max_queue_delay_s: float = 0.05
     """How long the oldest item of a partly filled bucket may wait before its batch fires."""
+    target_wait_s: float = 60.0
+    """Autoscaling target: desired runners = backlog / (measured capacity x target wait)."""
     batches_per_runner: int = 2
     """Formed batches allowed to wait per runner (late batch formation)."""
     runner_model: str = "minilm"

@@ -25,7 +25,7 @@ class Lane:
 class FairShare:
     """Decides which lane to pull from next; ``charge`` it with the items taken."""
 
-    def __init__(self, weight_of: Callable[[str], float], *, quantum: float = 256.0,
+    def __init__(self, weight_of: Callable[[str], float], *, quantum: float = 64.0,
                  priority_multiplier: dict[str, float] | None = None):
         self._weight_of = weight_of
         self._quantum = quantum

@@ -1,7 +1,8 @@
-"""Which runners are alive per model version: heartbeats in a Redis sorted set."""
+"""Which runners are alive per model version, and what each can do: heartbeats in Redis."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis.asyncio as aioredis
@@ -14,20 +15,37 @@ def _key(model: str, version: int) -> str:
 
 
 class RunnerRegistry:
+    """A sorted set of runner ids by last heartbeat, and a hash of their measured stats."""
+
     def __init__(self, redis: aioredis.Redis):
         self._r = redis
 
-    async def heartbeat(self, model: str, version: int, runner_id: str, busy_ratio: float) -> None:
+    async def heartbeat(self, model: str, version: int, runner_id: str, busy_ratio: float,
+                        capacity: float | None = None) -> None:
         now = time.time()
+        stats = json.dumps({"busy": round(busy_ratio, 4), "capacity": capacity})
         async with self._r.pipeline(transaction=True) as p:
             p.zadd(_key(model, version), {runner_id: now})
             p.zremrangebyscore(_key(model, version), "-inf", now - 4 * ALIVE_S)
-            p.hset(f"{_key(model, version)}:busy", runner_id, f"{busy_ratio:.4f}")
+            p.hset(f"{_key(model, version)}:stats", runner_id, stats)
             p.expire(_key(model, version), int(8 * ALIVE_S))
+            p.expire(f"{_key(model, version)}:stats", int(8 * ALIVE_S))
             await p.execute()
 
     async def leave(self, model: str, version: int, runner_id: str) -> None:
-        await self._r.zrem(_key(model, version), runner_id)
+        async with self._r.pipeline(transaction=True) as p:
+            p.zrem(_key(model, version), runner_id)
+            p.hdel(f"{_key(model, version)}:stats", runner_id)
+            await p.execute()
 
     async def count(self, model: str, version: int) -> int:
         return int(await self._r.zcount(_key(model, version), time.time() - ALIVE_S, "+inf"))
+
+    async def capacity(self, model: str, version: int) -> float | None:
+        """Mean measured items/s per fully busy runner among live ones (None: no data yet)."""
+        alive = await self._r.zrangebyscore(_key(model, version), time.time() - ALIVE_S, "+inf")
+        if not alive:
+            return None
+        raw = await self._r.hmget(f"{_key(model, version)}:stats", alive)
+        caps = [c for r in raw if r and (c := json.loads(r).get("capacity"))]
+        return sum(caps) / len(caps) if caps else None

@@ -28,10 +28,12 @@ from inferq.models.repository import ModelRepository
 from inferq.models.tokenize import Encoded, TextTokenizer
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import BatchFormer, FormedBatch, PendingItem
+from scheduler.observer import QueueObserver
 from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.bus import CHUNK_DECODER, Batch, BatchItem, Chunk, FailedItem, encode
 from schemas.errors import ErrorCode
+from store.jobstate import JobStateCache
 
 log = logging.getLogger("inferq.scheduler")
 
@@ -68,6 +70,8 @@ class Scheduler:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self._runners = RunnerRegistry(redis)
+        self._observer = QueueObserver(self._js, JobStateCache(redis), self._runners,
+                                       target_wait_s=settings.target_wait_s)
         self._repo = repo or ModelRepository(settings.model_repo)
         self._policy = FairShare(weight_of)
         from scheduler.lanes import LaneConsumers
@@ -126,6 +130,8 @@ class Scheduler:
         worked = await self._pull()
         worked |= await self._publish_ready()
         await self._heartbeat_held()
+        await self._observer.maybe_observe(
+            self._policy.lanes(), {name: v for (name, v) in self._pipes})
         return worked
 
     async def _pull(self) -> bool:

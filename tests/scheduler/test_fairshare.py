@@ -61,3 +61,13 @@ def test_a_lane_that_went_idle_leaves_the_ring_and_its_credit_resets() -> None:
 
 def test_no_lanes_means_nothing_to_do() -> None:
     assert FairShare(lambda t: 1.0).next_lane() is None
+
+
+def test_desired_runners_drain_the_backlog_within_the_target_wait() -> None:
+    from scheduler.observer import desired_runners
+
+    assert desired_runners(0, 100.0, 60, live_runners=3) == 0  # nothing to do: scale to zero
+    assert desired_runners(10, None, 60, live_runners=0) == 1  # work but no measurement yet
+    assert desired_runners(10, None, 60, live_runners=4) == 4  # keep what runs until measured
+    assert desired_runners(12_000, 100.0, 60, live_runners=1) == 2
+    assert desired_runners(60_001, 100.0, 60, live_runners=1) == 11
