@@ -25,7 +25,7 @@ async def _serve(role, metrics_port: int = 0) -> int:
         loop.add_signal_handler(sig, stop.set)
     if metrics_port:
         from prometheus_client import start_http_server
-        start_http_server(metrics_port, addr="127.0.0.1")
+        start_http_server(metrics_port, addr=role.settings.http_host)
     await role.start()
     log.info("%s started", type(role).__name__)
     await stop.wait()

@@ -57,10 +57,47 @@ class Settings:
     """How long the oldest item of a partly filled bucket may wait before its batch fires."""
     target_wait_s: float = 60.0
     """Autoscaling target: desired runners = backlog / (measured capacity x target wait)."""
-    batches_per_runner: int = 2
-    """Formed batches allowed to wait per runner (late batch formation)."""
+    batches_per_runner: int = 1
+    """Formed batches allowed to wait in BATCHES per runner, besides the one each runner
+    holds prefetched while it runs another (late batch formation: fairness is decided at
+    the last moment)."""
     runner_model: str = "minilm"
     """The model (``name`` or ``name@version``) a runner serves."""
+    rate_burst_s: float = 2.0
+    """Capacity of the per-key requests/s and polls/s token buckets, in seconds of their rate:
+    a client that was idle may burst this long at full speed. (The items/min bucket holds one
+    minute of items.) Larger absorbs bursty clients; smaller protects the gateway sooner."""
+    model_backlog_limit: int = 1_000_000
+    """Items queued or running for one model (all tenants, all priorities) past which submits
+    get 503 ``overloaded``: the system-wide backpressure signal. Size it to what the runner
+    pool drains within the longest wait clients tolerate."""
+    overload_retry_after_s: float = 5.0
+    """Retry-After for 429 ``quota_exceeded`` and 503 ``overloaded`` when no drain rate has been
+    measured yet (otherwise it is derived from the backlog and the runners' throughput)."""
+    max_idempotency_key_chars: int = 255
+    """Longest Idempotency-Key accepted (printable ASCII without spaces); longer is a 400."""
+    idempotency_grace_s: float = 10.0
+    """How long a claimed key whose job is not yet published counts as in progress (409 to a
+    duplicate) before a retry with the key takes over and completes the submission itself."""
+    submit_recovery_grace_s: float = 60.0
+    """Age after which the gateway's sweeper fails a job whose submission never finished
+    publishing (its gateway died mid-submit and no retry came) with ``submission_interrupted``.
+    Must exceed ``idempotency_grace_s`` so that a client retry gets the first chance."""
+    sweep_interval_s: float = 0.5
+    """How often the gateway enforces due deadlines and finishes interrupted cancels."""
+    recovery_interval_s: float = 5.0
+    """How often the gateway looks for interrupted submissions."""
+    purge_interval_s: float = 300.0
+    """How often the gateway deletes expired jobs, results and idempotency records (SQLite;
+    Cassandra rows expire by TTL)."""
+    load_refresh_s: float = 2.0
+    """How often the gateway samples model backlogs and runner throughput for poll hints."""
+    max_poll_hint_s: float = 30.0
+    """The longest Retry-After a status poll suggests (the expected wait, clamped to 1..this)."""
+    job_end_settle_s: float = 60.0
+    """After a cancel or deadline ends a job, the sweeper checks its item rows once more this
+    much later, repairing a row that a batch still in flight wrote over a ``cancelled`` one
+    (possible on Cassandra, whose item writes are last-writer-wins within a race)."""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

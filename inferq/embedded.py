@@ -129,7 +129,7 @@ def nats_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1"
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats.conf"
     sync = "\n  sync_interval: always" if sync_always else ""
-    conf.write_text(f'jetstream {{\n  store_dir: "{data_dir / "js"}"{sync}\n}}\n')
+    conf.write_text(f'max_payload: 8MB\njetstream {{\n  store_dir: "{data_dir / "js"}"{sync}\n}}\n')
     argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-c", str(conf)]
     argv += extra or []
     return ServerProcess("nats-server", argv, host, port, log_path)

@@ -100,20 +100,45 @@ class BatchFormer:
     def __len__(self) -> int:
         return self._count
 
-    def pop_ready(self, now: float, *, flush: bool = False) -> list[FormedBatch]:
-        """Every batch that should fire now: full buckets, overdue buckets, or all if ``flush``."""
+    def pop_ready(self, now: float, *, flush: bool = False,
+                  limit: int | None = None) -> list[FormedBatch]:
+        """The batches that should fire now — full buckets, overdue buckets, or all if
+        ``flush`` — at most ``limit`` of them (late formation: form only what runners can
+        take; the rest keeps waiting in its bucket, where later urgent items can still jump
+        ahead). Among candidates, interactive work first, then the oldest head item."""
         out: list[FormedBatch] = []
-        for b in self._buckets.values():
-            while len(b) >= b.capacity:
-                out.append(FormedBatch(b.size, self._take(b, b.capacity), "full"))
-            oldest = b.oldest()
-            if oldest is None:
-                continue
-            overdue = now >= oldest.enqueued_at + self._delay.get(oldest.priority, 0.0)
-            if flush or overdue:
-                reason = "flush" if flush else "delay"
-                out.append(FormedBatch(b.size, self._take(b, b.capacity), reason))
+        while limit is None or len(out) < limit:
+            best: tuple[tuple[int, float], _Bucket, str] | None = None
+            for b in self._buckets.values():
+                head = self._head(b)
+                if head is None:
+                    continue
+                if len(b) >= b.capacity:
+                    reason = "full"
+                elif flush:
+                    reason = "flush"
+                elif now >= head.enqueued_at + self._delay.get(head.priority, 0.0):
+                    reason = "delay"
+                else:
+                    continue
+                rank = (self._rank(head.priority), head.enqueued_at)
+                if best is None or rank < best[0]:
+                    best = (rank, b, reason)
+            if best is None:
+                break
+            _, b, reason = best
+            out.append(FormedBatch(b.size, self._take(b, b.capacity), reason))
         return out
+
+    def _rank(self, priority: str) -> int:
+        return self._order.index(priority) if priority in self._order else len(self._order)
+
+    def _head(self, b: _Bucket) -> PendingItem | None:
+        """The item that would lead the bucket's next batch (highest priority, then oldest)."""
+        for p in sorted(b.lanes, key=self._rank):
+            if b.lanes[p]:
+                return b.lanes[p][0]
+        return None
 
     def next_deadline(self) -> float | None:
         """When the earliest partly filled bucket will become overdue (for the driver's sleep)."""

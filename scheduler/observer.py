@@ -54,7 +54,7 @@ class QueueObserver:
         self._last = now
         try:
             await self._observe(lanes, versions)
-        except Exception:  # noqa: BLE001 - metrics must never stop scheduling
+        except Exception:
             log.debug("queue observation failed", exc_info=True)
 
     async def _observe(self, lanes: list[Lane], versions: dict[str, int]) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 
 import msgspec
@@ -50,14 +49,14 @@ class HeldChunk:
 
 @dataclass
 class ModelPipe:
-    """Per model version: its tokenizer, bucket queues and formed batches waiting for credit."""
+    """Per model version: its tokenizer and bucket queues (batches are formed only when
+    runners have room, so nothing formed waits here)."""
 
     name: str
     version: int
     config: ModelConfig
     tokenizer: TextTokenizer
     former: BatchFormer
-    ready: deque[FormedBatch] = field(default_factory=deque)
 
 
 class Scheduler:
@@ -202,12 +201,12 @@ class Scheduler:
         worked = False
         now = time.monotonic()
         for pipe in self._pipes.values():
-            pipe.ready.extend(pipe.former.pop_ready(now))
-            if not pipe.ready:
+            if not len(pipe.former):
                 continue
             credit = await self._credit(pipe)
-            while pipe.ready and credit > 0:
-                fb = pipe.ready.popleft()
+            if credit <= 0:
+                continue
+            for fb in pipe.former.pop_ready(now, limit=credit):
                 await self._publish(pipe, self._to_batch(pipe, fb))
                 self._observe(pipe, fb, now)
                 faults.crash_point("scheduler.after_publish")
@@ -215,7 +214,6 @@ class Scheduler:
                 for it in fb.items:
                     counts[it.source] = counts.get(it.source, 0) + 1
                 self._settle(counts.items())
-                credit -= 1
                 worked = True
         await self._ack_settled()
         return worked
@@ -281,11 +279,13 @@ class Scheduler:
 
     # -- helpers ----------------------------------------------------------------------------
     def _held_items(self) -> int:
-        return sum(len(p.former) + sum(len(b.items) for b in p.ready) for p in self._pipes.values())
+        return sum(len(p.former) for p in self._pipes.values())
 
     def _hold_limit(self) -> int:
+        """Items the formers may hold: enough to fill every bucket's batches, small enough
+        that fairness is still decided in JOBS for everything else."""
         sizes = [p.config.max_batch_size for p in self._pipes.values()] or [64]
-        return 4 * max(sizes)
+        return 8 * max(sizes)
 
     def _pipe(self, model: str, version: int) -> ModelPipe:
         key = (model, version)

@@ -80,3 +80,18 @@ def test_every_item_ends_in_exactly_one_batch_of_its_bucket(lengths, cap, budget
         assert b.padded_tokens == b.bucket * len(b.items)  # padded only to its bucket
         assert len(b.items) <= max(1, min(cap, budget // b.bucket))
     assert len(f) == 0
+
+
+def test_late_formation_forms_no_more_batches_than_the_limit_and_urgent_work_first() -> None:
+    f = former(max_batch_size=4)
+    for i in range(8):
+        f.add(item(i, 10, t=0.0))  # two full batches of the 16 bucket
+    for i in range(8, 12):
+        f.add(item(i, 100, t=0.5))  # one full batch of the 128 bucket
+    f.add(item(99, 40, t=1.0, priority="interactive"))  # lone, overdue at 1.05
+    first = f.pop_ready(now=1.1, limit=1)
+    assert [it.index for it in first[0].items] == [99]  # interactive goes first
+    rest = f.pop_ready(now=1.1, limit=2)
+    assert [b.bucket for b in rest] == [16, 16]  # then the oldest heads
+    assert len(f) == 4  # the 128 batch waits for credit
+    assert f.pop_ready(now=1.1, limit=0) == []
