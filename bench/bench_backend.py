@@ -42,33 +42,42 @@ from inferq.models import (
 )
 
 
-def median_rate(fn: Callable[[], int], runs: int, min_time: float) -> float:
-    """Median items/s of ``fn`` (returns items done) over >= ``runs`` runs and ``min_time`` s."""
-    fn()  # warm this shape
-    rates: list[float] = []
+def interleaved_rates(
+    backends: dict[str, Backend], work: Callable[[Backend], int], runs: int, min_time: float
+) -> dict[str, float]:
+    """Median items/s of ``work`` per backend, the backends taking turns run by run.
+
+    Taking turns spreads any load from other processes evenly over the backends, so the
+    ratios between them stay meaningful on a shared machine.
+    """
+    for b in backends.values():
+        work(b)  # warm this shape
+    rates: dict[str, list[float]] = {name: [] for name in backends}
     start = time.perf_counter()
-    while len(rates) < runs or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        n = fn()
-        rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    while min(map(len, rates.values())) < runs or time.perf_counter() - start < min_time:
+        for name, b in backends.items():
+            t0 = time.perf_counter()
+            n = work(b)
+            rates[name].append(n / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def grid(
-    backend: Backend, batches: list[int], seqs: list[int], runs: int
-) -> dict[tuple[int, int], float]:
+    backends: dict[str, Backend], batches: list[int], seqs: list[int], runs: int
+) -> dict[str, dict[tuple[int, int], float]]:
     rng = np.random.default_rng(0)
-    out = {}
+    out: dict[str, dict[tuple[int, int], float]] = {name: {} for name in backends}
     for seq in seqs:
         for batch in batches:
             ids = rng.integers(1000, 29000, size=(batch, seq), dtype=np.int64)
             ids[:, 0], ids[:, -1] = 101, 102
             mask = np.ones_like(ids)
 
-            def once(ids: np.ndarray = ids, mask: np.ndarray = mask) -> int:
-                return len(backend.run(ids, mask))
+            def once(b: Backend, ids: np.ndarray = ids, mask: np.ndarray = mask) -> int:
+                return len(b.run(ids, mask))
 
-            out[(batch, seq)] = median_rate(once, runs, 0.5)
+            for name, rate in interleaved_rates(backends, once, runs, 1.0).items():
+                out[name][(batch, seq)] = rate
     return out
 
 
@@ -99,9 +108,17 @@ def padding_of(batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return sum(m.size for _, m in batches) / sum(int(m.sum()) for _, m in batches)
 
 
-def mix_rate(backend: Backend, batches: list[tuple[np.ndarray, np.ndarray]], runs: int) -> float:
+def mix_rates(
+    backends: dict[str, Backend], batches: list[tuple[np.ndarray, np.ndarray]], runs: int
+) -> dict[str, float]:
     items = sum(len(ids) for ids, _ in batches)
-    return median_rate(lambda: [backend.run(i, m) for i, m in batches] and items, runs, 0.0)
+
+    def one_pass(b: Backend) -> int:
+        for ids, mask in batches:
+            b.run(ids, mask)
+        return items
+
+    return interleaved_rates(backends, one_pass, runs, 0.0)
 
 
 def main() -> None:
@@ -134,10 +151,10 @@ def main() -> None:
 
     print(
         f"# backends alone: {os.cpu_count()} CPUs, threads={args.threads or 'all'}, "
-        f"{'quick' if args.quick else 'full'} mode, median of >= {runs} runs"
+        f"{'quick' if args.quick else 'full'} mode, backends taking turns, median of >= {runs} runs"
     )
     print("\n## items/s by batch x sequence length")
-    results = {name: grid(b, batches, seqs, runs) for name, b in backends.items()}
+    results = grid(backends, batches, seqs, runs)
     names = list(backends)
     print(f"{'batch':>5} {'seq':>4} " + " ".join(f"{n:>10}" for n in names))
     for seq in seqs:
@@ -160,12 +177,12 @@ def main() -> None:
         f"padding ratio (padded/real tokens): arrival-order x32 = {padding_of(arrival):.2f}, "
         f"bucketed within {config.max_batch_tokens} tokens = {padding_of(bucketed):.2f}"
     )
-    mix_runs = 1 if args.quick else 3
-    mix = {}
+    mix_runs = 2 if args.quick else 3
+    by_arrival = mix_rates(backends, arrival, mix_runs)
+    by_bucket = mix_rates(backends, bucketed, mix_runs)
+    mix = {name: (by_arrival[name], by_bucket[name]) for name in backends}
     print(f"{'backend':>10} {'arrival/s':>10} {'bucketed/s':>11} {'gain':>6}")
-    for name, b in backends.items():
-        mix[name] = (mix_rate(b, arrival, mix_runs), mix_rate(b, bucketed, mix_runs))
-        a, k = mix[name]
+    for name, (a, k) in mix.items():
         print(f"{name:>10} {a:>10.1f} {k:>11.1f} {k / a:>5.2f}x")
 
     print("\n## ratios (same run)")
