@@ -7,7 +7,7 @@ figures in docs/models.md):
    For all-MiniLM-L6-v2 it is ~1.8x faster than OpenVINO f32 but misses the bar on short
    degenerate inputs (cosine 0.99987 on "!!!" against the 0.9999 bar), so it is not chosen by
    default: ask for "openvino-bf16" (or "openvino") explicitly to trade that accuracy for speed.
-2. else OpenVINO f32, which measured faster than ONNX Runtime at every batch shape;
+2. else OpenVINO f32, which measured 1.1-1.2x faster than ONNX Runtime on real text;
 3. else ONNX Runtime fp32.
 
 Whatever the rule picks must then reproduce built-in sentences' embeddings against ONNX Runtime
