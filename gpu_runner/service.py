@@ -118,7 +118,11 @@ class Runner:
             return None
 
     async def _run(self) -> None:
+        """Fetch, execute, write back — overlapped: the next batch is fetched while this one
+        runs, and this batch's write-back and ack run while the next one is inferred (at most
+        one write-back in flight, so acks stay in order and memory stays bounded)."""
         pending: asyncio.Task | None = asyncio.create_task(self._fetch())
+        writing: asyncio.Task | None = None
         while not self._stopping.is_set():
             try:
                 msg = await pending
@@ -126,16 +130,24 @@ class Runner:
                 log.warning("fetch failed", exc_info=True)
                 await asyncio.sleep(0.5)
                 msg = None
-            # Prefetch the next batch while this one runs: no idle gap between batches.
             pending = asyncio.create_task(self._fetch()) if not self._stopping.is_set() else None
             if msg is not None:
-                await self._handle(msg)
+                executed = await self._execute(msg)
+                if writing is not None:
+                    await writing
+                    writing = None
+                if executed is not None:
+                    writing = asyncio.create_task(self._finish(msg, *executed))
             if pending is None:
                 break
+        if writing is not None:
+            await writing
         if pending is not None:
             pending.cancel()
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _execute(self, msg: Msg) -> tuple[Batch, list[ItemRecord]] | None:
+        """Decode and run one batch; None when the message was settled here (bad, dead-lettered
+        or nak'ed for a transient error)."""
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
         if deliveries > 1:
             metrics.REDELIVERIES.labels(self._model).inc()
@@ -144,21 +156,44 @@ class Runner:
         except msgspec.DecodeError:
             log.error("undecodable batch: terminated")
             await msg.term()
-            return
+            return None
         if deliveries > self._s.batch_max_deliver:
-            await self._dead_letter(msg, batch, deliveries, "max deliveries exhausted")
-            return
+            await self._transient(msg, batch, lambda: self._dead_letter(
+                msg, batch, deliveries, "max deliveries exhausted"))
+            return None
         try:
-            await self._process(msg, batch)
+            return batch, await self._records(msg, batch)
         except (StoreError, CacheUnavailable) as exc:
-            delay = min(30.0, 0.5 * 2 ** (deliveries - 1))
-            log.warning("batch %s: transient error (%s); nak, retry in %.1fs",
-                        batch.batch_id, exc, delay)
-            await msg.nak(delay=delay)
-            return
-        faults.crash_point("runner.after_ack")
+            await self._nak(msg, batch, exc)
+            return None
 
-    async def _process(self, msg: Msg, batch: Batch) -> None:
+    async def _finish(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
+        async def commit_and_ack() -> None:
+            await self._writeback.commit(records, time.time())
+            await msg.ack_sync()
+            self.batches_done += 1
+            faults.crash_point("runner.after_ack")
+
+        await self._transient(msg, batch, commit_and_ack)
+
+    async def _transient(self, msg: Msg, batch: Batch, work) -> None:
+        try:
+            await work()
+        except (StoreError, CacheUnavailable) as exc:
+            await self._nak(msg, batch, exc)
+
+    async def _nak(self, msg: Msg, batch: Batch, exc: Exception) -> None:
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        delay = min(30.0, 0.5 * 2 ** (deliveries - 1))
+        log.warning("batch %s: transient error (%s); nak, retry in %.1fs",
+                    batch.batch_id, exc, delay)
+        try:
+            await msg.nak(delay=delay)
+        except Exception:
+            log.warning("nak failed for batch %s", batch.batch_id, exc_info=True)
+
+    async def _records(self, msg: Msg, batch: Batch) -> list[ItemRecord]:
+        """The batch's item results: pre-failed items, late items, and inference."""
         now = time.time()
         records: list[ItemRecord] = [self._failed_record(f.job_id, f.index, f.client_id,
                                                          ItemError.of(ErrorCode(f.code), f.message)
@@ -179,9 +214,7 @@ class Runner:
                     now))
             if live:
                 records += await self._infer(msg, batch, live)
-        await self._writeback.commit(records, time.time())
-        await msg.ack_sync()
-        self.batches_done += 1
+        return records
 
     async def _infer(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
         """Run the items; a batch that fails as a whole is split to isolate the bad item."""
