@@ -105,10 +105,11 @@ class BatchFormer:
         """The batches that should fire now — full buckets, overdue buckets, or all if
         ``flush`` — at most ``limit`` of them (late formation: form only what runners can
         take; the rest keeps waiting in its bucket, where later urgent items can still jump
-        ahead). Among candidates, interactive work first, then the oldest head item."""
+        ahead). Among candidates: interactive work first, then full batches, then the oldest
+        head item."""
         out: list[FormedBatch] = []
         while limit is None or len(out) < limit:
-            best: tuple[tuple[int, float], _Bucket, str] | None = None
+            best: tuple[tuple[int, bool, float], _Bucket, str] | None = None
             for b in self._buckets.values():
                 head = self._head(b)
                 if head is None:
@@ -121,7 +122,12 @@ class BatchFormer:
                     reason = "delay"
                 else:
                     continue
-                rank = (self._rank(head.priority), head.enqueued_at)
+                # Interactive first; then full batches before partial ones (throughput while
+                # there is a backlog), unless a partial one is long overdue (no starvation);
+                # then the oldest head.
+                starving = now >= head.enqueued_at + 10 * self._delay.get(head.priority, 0.0)
+                partial = reason != "full" and not starving
+                rank = (self._rank(head.priority), partial, head.enqueued_at)
                 if best is None or rank < best[0]:
                     best = (rank, b, reason)
             if best is None:

@@ -104,8 +104,10 @@ def test_padding_invariance(
 
 def test_warmup_runs_every_bucket_shape(backend: Backend) -> None:
     shapes = backend.supported_shapes()
-    assert shapes.buckets == [16, 32, 64, 128, 256] and not shapes.exact
-    assert [s.max_batch for s in shapes.shapes] == [64, 64, 32, 16, 8]
+    cfg = backend.config
+    assert shapes.buckets == cfg.buckets and not shapes.exact
+    assert [s.max_batch for s in shapes.shapes] == [
+        min(cfg.max_batch_size, cfg.max_batch_tokens // b) for b in cfg.buckets]
     backend.warmup()
 
 
