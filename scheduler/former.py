@@ -76,6 +76,7 @@ class BatchFormer:
             b: _Bucket(b, max(1, min(max_batch_size, max_batch_tokens // b))) for b in self._sizes
         }
         self._count = 0
+        self._by_priority: dict[str, int] = {}
 
     @property
     def max_len(self) -> int:
@@ -95,10 +96,15 @@ class BatchFormer:
         b = self._buckets[self.bucket_for(item.length)]
         b.lanes.setdefault(item.priority, deque()).append(item)
         self._count += 1
+        self._by_priority[item.priority] = self._by_priority.get(item.priority, 0) + 1
         return b.size
 
     def __len__(self) -> int:
         return self._count
+
+    def count(self, priority: str) -> int:
+        """Items of one priority waiting in the buckets."""
+        return self._by_priority.get(priority, 0)
 
     def pop_ready(self, now: float, *, flush: bool = False,
                   limit: int | None = None) -> list[FormedBatch]:
@@ -162,5 +168,6 @@ class BatchFormer:
             q = b.lanes[p]
             while q and len(taken) < n:
                 taken.append(q.popleft())
+                self._by_priority[p] -= 1
         self._count -= len(taken)
         return taken

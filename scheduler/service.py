@@ -134,7 +134,11 @@ class Scheduler:
         return worked
 
     async def _pull(self) -> bool:
-        """Pull chunks while the formers hold little and runners have room (late formation)."""
+        """Pull chunks while the formers hold little (late formation: the rest waits in JOBS,
+        where fair share applies). Interactive lanes may be pulled past the hold limit, so an
+        urgent item never waits behind a full former of batch work."""
+        if self._held_items() >= self._hold_limit():
+            return await self._pull_interactive()
         pulled = False
         for _ in range(4):
             if self._held_items() >= self._hold_limit():
@@ -148,6 +152,21 @@ class Scheduler:
                 continue
             n = await self._accept(msg)
             self._policy.charge(lane, n)
+            pulled = True
+        return pulled
+
+    async def _pull_interactive(self) -> bool:
+        held = sum(p.former.count("interactive") for p in self._pipes.values())
+        pulled = False
+        for lane in self._policy.lanes():
+            if lane.priority != "interactive" or held >= self._hold_limit() // 4:
+                continue
+            msg = await self._fetch(lane)
+            if msg is None:
+                continue
+            n = await self._accept(msg)
+            self._policy.charge(lane, n)
+            held += n
             pulled = True
         return pulled
 

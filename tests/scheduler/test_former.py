@@ -95,3 +95,13 @@ def test_late_formation_forms_no_more_batches_than_the_limit_and_urgent_work_fir
     assert [b.bucket for b in rest] == [16, 16]  # then the oldest heads
     assert len(f) == 4  # the 128 batch waits for credit
     assert f.pop_ready(now=1.1, limit=0) == []
+
+
+def test_the_former_counts_what_it_holds_per_priority() -> None:
+    f = former(max_batch_size=4)
+    for i in range(5):
+        f.add(item(i, 10, priority="batch"))
+    f.add(item(9, 10, priority="interactive"))
+    assert (f.count("batch"), f.count("interactive")) == (5, 1)
+    f.pop_ready(now=0.0, limit=1)  # interactive first, then 3 batch items
+    assert (f.count("batch"), f.count("interactive"), len(f)) == (2, 0, 2)
