@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as jsapi
 from nats.js import errors as jserr
+from redis.asyncio import Redis
 
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
@@ -37,17 +38,23 @@ log = logging.getLogger("inferq.runner")
 _OUTPUT = msgspec.msgpack.Encoder()
 
 
+def _item_error(code: str, message: str) -> ItemError:
+    known = ErrorCode._value2member_map_.get(code)
+    return ItemError.of(ErrorCode(code), message) if known else ItemError(code, message)
+
+
 class Runner:
     """Long-running loop with ``start()`` and an idempotent ``stop()``: the batch in hand is
     finished and acked (or left for redelivery if the grace period runs out)."""
 
     def __init__(self, settings: Settings, nc: NATS, store: ResultStore, cache: JobStateCache,
-                 registry: RunnerRegistry, backend: Backend, model: str, version: int):
+                 registry: RunnerRegistry, backend: Backend, model: str, version: int,
+                 redis: Redis):
         self._s = settings
         self._js = nc.jetstream()
         self._backend = backend
         self._model, self._version = model, version
-        self._writeback = WriteBack(store, cache, model)
+        self._writeback = WriteBack(store, cache, model, redis)
         self._registry = registry
         self._id = f"runner-{uuid.uuid4().hex[:8]}"
         self._busy = BusyMeter()
@@ -162,6 +169,9 @@ class Runner:
                 msg, batch, deliveries, "max deliveries exhausted"))
             return None
         try:
+            if deliveries > 1:
+                await self._resume(msg, batch, deliveries)
+                return None
             return batch, await self._records(msg, batch)
         except (StoreError, CacheUnavailable) as exc:
             await self._nak(msg, batch, exc)
@@ -192,29 +202,60 @@ class Runner:
         except Exception:
             log.warning("nak failed for batch %s", batch.batch_id, exc_info=True)
 
-    async def _records(self, msg: Msg, batch: Batch) -> list[ItemRecord]:
-        """The batch's item results: pre-failed items, late items, and inference."""
-        now = time.time()
-        records: list[ItemRecord] = [self._failed_record(f.job_id, f.index, f.client_id,
-                                                         ItemError.of(ErrorCode(f.code), f.message)
-                                                         if f.code in ErrorCode._value2member_map_
-                                                         else ItemError(f.code, f.message), now)
-                                     for f in batch.failed]
-        if batch.items:
-            indexes: dict[str, list[int]] = defaultdict(list)
-            for it in batch.items:
-                indexes[it.job_id].append(it.index)
-            statuses = await self._writeback.mark_running(indexes, now)
-            live = [it for it in batch.items if statuses.get(it.job_id) in ("queued", "running")]
-            late = [it for it in live if batch.deadlines.get(it.job_id, float("inf")) <= now]
-            live = [it for it in live if it not in late]
-            for it in late:
+    async def _live_work(self, batch: Batch, now: float) -> tuple[list[ItemRecord],
+                                                                  list[BatchItem]]:
+        """Marks the batch's items running and sorts them: results to record without running
+        (pre-failed, past the deadline) and items to run. Items of jobs that are terminal
+        (cancelled, deadline passed) or gone (expired) are stale: nothing is written for them.
+        """
+        indexes: dict[str, list[int]] = defaultdict(list)
+        for it in batch.items:
+            indexes[it.job_id].append(it.index)
+        for f in batch.failed:
+            indexes[f.job_id].append(f.index)
+        statuses = await self._writeback.mark_running(indexes, now)
+        live_jobs = {j for j, s in statuses.items() if s in ("queued", "running")}
+        records = [self._failed_record(f.job_id, f.index, f.client_id, _item_error(f.code,
+                                                                                 f.message), now)
+                   for f in batch.failed if f.job_id in live_jobs]
+        run: list[BatchItem] = []
+        for it in batch.items:
+            if it.job_id not in live_jobs:
+                continue
+            if batch.deadlines.get(it.job_id, float("inf")) <= now:
                 records.append(self._failed_record(it.job_id, it.index, it.client_id, ItemError.of(
                     ErrorCode.DEADLINE_EXCEEDED, "the job's deadline passed before the item ran"),
                     now))
-            if live:
-                records += await self._infer(msg, batch, live)
+            else:
+                run.append(it)
+        return records, run
+
+    async def _records(self, msg: Msg, batch: Batch) -> list[ItemRecord]:
+        """The batch's item results: pre-failed items, late items, and inference."""
+        records, run = await self._live_work(batch, time.time())
+        if run:
+            records += await self._infer(msg, batch, run)
         return records
+
+    async def _resume(self, msg: Msg, batch: Batch, deliveries: int) -> None:
+        """A redelivered batch may have crashed its runner: skip what a predecessor already
+        counted, then run the rest in ever smaller parts (8, then 64 per batch: singletons),
+        committing each part before the next, so a poison item that kills the process
+        loses only its own part and is finally isolated alone (then dead-lettered)."""
+        records, run = await self._live_work(batch, time.time())
+        await self._writeback.commit(records, time.time())
+        done = set()
+        for job_id in {it.job_id for it in run}:
+            idx = [it.index for it in run if it.job_id == job_id]
+            done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
+        todo = [it for it in run if (it.job_id, it.index) not in done]
+        parts = min(len(todo), 8 ** (deliveries - 1)) or 1
+        size = -(-len(todo) // parts)
+        for start in range(0, len(todo), size):
+            part = todo[start:start + size]
+            await self._writeback.commit(await self._infer(msg, batch, part), time.time())
+        await msg.ack_sync()
+        self.batches_done += 1
 
     async def _infer(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
         """Run the items; a batch that fails as a whole is split to isolate the bad item."""
@@ -244,7 +285,8 @@ class Runner:
 
     async def _run_heartbeating(self, msg: Msg, bucket: int, items: list[BatchItem]) -> np.ndarray:
         ids, mask = pad_batch([it.token_ids for it in items], bucket)
-        work = asyncio.create_task(asyncio.to_thread(self._timed_run, ids, mask, bucket))
+        work = asyncio.create_task(asyncio.to_thread(
+            self._timed_run, ids, mask, bucket, [it.client_id for it in items]))
         interval = max(1.0, self._s.batch_ack_wait_s / 3)
         while True:
             done, _ = await asyncio.wait({work}, timeout=interval)
@@ -252,9 +294,11 @@ class Runner:
                 return work.result()
             await msg.in_progress()  # a long batch must not be redelivered while it runs
 
-    def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int) -> np.ndarray:
+    def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
+                   client_ids: list[str | None]) -> np.ndarray:
         with self._busy.busy(len(ids)):
             t0 = time.perf_counter()
+            faults.crash_if_poison(client_ids)
             out = self._backend.run(ids, mask)
             metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
                 time.perf_counter() - t0)
@@ -273,10 +317,16 @@ class Runner:
         await self._js.publish(subjects.dlq_subject(self._model, self._version), encode(letter))
         metrics.DLQ.labels(self._model).inc()
         now = time.time()
-        err = ItemError.of(ErrorCode.INTERNAL_ERROR, f"batch dead-lettered: {reason}")
-        records = [self._failed_record(it.job_id, it.index, it.client_id, err, now)
-                   for it in batch.items]
-        records += [self._failed_record(f.job_id, f.index, f.client_id,
-                                        ItemError(f.code, f.message), now) for f in batch.failed]
+        records, run = await self._live_work(batch, now)
+        done: set[tuple[str, int]] = set()
+        for job_id in {it.job_id for it in run}:
+            idx = [it.index for it in run if it.job_id == job_id]
+            done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
+        err = ItemError.of(ErrorCode.INTERNAL_ERROR,
+                           f"the item's batch failed {deliveries - 1} times ({reason})")
+        records += [self._failed_record(it.job_id, it.index, it.client_id, err, now)
+                    for it in run if (it.job_id, it.index) not in done]
         await self._writeback.commit(records, now)
         await msg.term()
+        log.error("batch %s dead-lettered after %d deliveries; %d item(s) failed",
+                  batch.batch_id, deliveries - 1, len(records))

@@ -10,8 +10,11 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from inferq import faults, metrics
 from store.jobstate import JobStateCache
+from store.markers import done_items
 from store.rebuild import rebuild_job_cache
 from store.redis_errors import CacheMiss
 from store.results.base import ItemRecord, ResultStore
@@ -27,10 +30,15 @@ class JobTransition:
 
 
 class WriteBack:
-    def __init__(self, store: ResultStore, cache: JobStateCache, model: str):
+    def __init__(self, store: ResultStore, cache: JobStateCache, model: str, redis: Redis):
         self._store = store
         self._cache = cache
         self._model = model
+        self._redis = redis
+
+    async def done_items(self, job_id: str, indexes: list[int]) -> set[int]:
+        """Which of these items were already counted (by a runner that crashed before its ack)."""
+        return await done_items(self._redis, self._cache.key(job_id), indexes)
 
     async def mark_running(self, job_ids_to_indexes: dict[str, list[int]], now: float) -> dict[
             str, str]:

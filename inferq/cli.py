@@ -51,7 +51,8 @@ def cmd_role(args: argparse.Namespace) -> int:
 
     faults.configure(os.environ.get("INFERQ_FAULTS"),
                      int(os.environ["INFERQ_FAULTS_SEED"]) if os.environ.get(
-                         "INFERQ_FAULTS_SEED") else None)
+                         "INFERQ_FAULTS_SEED") else None,
+                     os.environ.get("INFERQ_FAULTS_POISON_IDS"))
     settings = _settings(args)
     role = {"gateway": GatewayRole, "scheduler": SchedulerRole, "runner": RunnerRole}[
         args.command](settings)

@@ -24,12 +24,17 @@ POINTS = frozenset({
 })
 
 _armed: dict[str, float] = {}
+_poison: set[str] = set()
 _rng = random.Random()
 EXIT_CODE = 86
 
 
-def configure(spec: str | None, seed: int | None = None) -> None:
+def configure(spec: str | None, seed: int | None = None, poison_ids: str | None = None) -> None:
+    """Arm crash points (``spec``) and poison items (comma-separated client ids whose
+    inference kills the runner, every time: ``INFERQ_FAULTS_POISON_IDS``)."""
     _armed.clear()
+    _poison.clear()
+    _poison.update(p.strip() for p in (poison_ids or "").split(",") if p.strip())
     if seed is not None:
         _rng.seed(seed)
     for part in (spec or "").split(","):
@@ -47,5 +52,13 @@ def crash_point(name: str) -> None:
     p = _armed.get(name)
     if p and _rng.random() < p:
         sys.stderr.write(f"inferq: fault injected at {name}\n")
+        sys.stderr.flush()
+        os._exit(EXIT_CODE)
+
+
+def crash_if_poison(client_ids: list[str | None]) -> None:
+    """Kill the process if a batch about to run holds a poison item (chaos tests)."""
+    if _poison and any(c in _poison for c in client_ids):
+        sys.stderr.write("inferq: poison item in batch: crashing\n")
         sys.stderr.flush()
         os._exit(EXIT_CODE)

@@ -119,7 +119,7 @@ class RunnerRole:
         await bus.provision_streams(self._nc.jetstream(), replicas=s.stream_replicas,
                                     dlq_max_age_s=s.result_ttl_s)
         self.runner = Runner(s, self._nc, self._store, JobStateCache(self._redis),
-                             RunnerRegistry(self._redis), backend, name, version)
+                             RunnerRegistry(self._redis), backend, name, version, self._redis)
         await self.runner.start()
         log.info("runner %s serving %s@%d on %s (%s)", self.runner.runner_id, name, version,
                  backend.name, backend.precision)
