@@ -311,6 +311,22 @@ class JobStateCache:
             v = await self._redis.hget(self._backlog_key, f"t:{tenant}")
         return max(0, int(v)) if v is not None else 0
 
+    async def markers(self, job_id: str) -> dict[int, str] | None:
+        """Every item marker of the job (index -> ``r``/``s``/``f``); None if not cached.
+
+        O(items): for repairs after a job-level failure, never for status reads.
+        """
+        with redis_errors("markers"):
+            raw = await self._redis.hgetall(self.key(job_id))
+        if not raw:
+            return None
+        out: dict[int, str] = {}
+        for k, v in raw.items():
+            name = _text(k)
+            if name.startswith("i:"):
+                out[int(name[2:])] = _text(v)
+        return out
+
     async def delete(self, job_id: str) -> bool:
         """Drop the job's hash (tests use it to simulate a cache loss)."""
         with redis_errors("delete"):

@@ -212,11 +212,40 @@ class ResultStore(abc.ABC):
         A terminal job never changes again, so of two racing finishers exactly one wins.
         """
 
+    @abc.abstractmethod
+    async def correct_job_end(
+        self,
+        job_id: str,
+        *,
+        expected_error_code: str,
+        status: str,
+        outcome: str | None,
+        finished_at: float,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Rewrite the terminal state of a job that ended with ``expected_error_code``.
+
+        The one exception to "a terminal job never changes", for one race only: a job-level
+        end (cancel, deadline) writes the store first, then learns from Redis that the job
+        had already finished by itself; the record is then made to agree with Redis, which
+        clients have already seen. True if the record matched and was rewritten.
+        """
+
     # Items
 
     @abc.abstractmethod
     async def upsert_items(self, items: list[ItemRecord]) -> None:
         """Record terminal item results keyed by (job_id, index); first writer wins."""
+
+    @abc.abstractmethod
+    async def replace_items(self, items: list[ItemRecord]) -> None:
+        """Write terminal item results, replacing any row already at (job_id, index).
+
+        Only for a job-level failure (cancel, deadline): the items it failed in Redis must
+        read failed here too, even where a racing batch wrote a row first. Everything else
+        uses :meth:`upsert_items` (first writer wins).
+        """
 
     @abc.abstractmethod
     async def item_counts(self, job_id: str) -> tuple[int, int]:

@@ -75,6 +75,9 @@ STATEMENTS: dict[str, str] = {
                     f"WHERE job_id = ? IF status = '{JobStatus.QUEUED.value}'",
     "finish_job": "UPDATE {ks}.jobs USING TTL ? SET status = ?, outcome = ?, finished_at = ?, "
                   f"error_code = ?, error_message = ? WHERE job_id = ? IF status IN {_LIVE}",
+    # Not an LWT: the caller checked the record; racing correctors write the same values.
+    "correct_job_end": "UPDATE {ks}.jobs USING TTL ? SET status = ?, outcome = ?, "
+                       "finished_at = ?, error_code = ?, error_message = ? WHERE job_id = ?",
     "items_present": "SELECT idx FROM {ks}.items WHERE job_id = ? AND bucket = ? AND idx IN ?",
     "insert_item": f"INSERT INTO {{ks}}.items (bucket, {_ITEM}) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
@@ -327,6 +330,18 @@ class CassandraResultStore(ResultStore):
                                               error_code, error_message, job_id))
         return bool(rows and rows[0]["[applied]"])
 
+    async def correct_job_end(self, job_id: str, *, expected_error_code: str, status: str,
+                              outcome: str | None, finished_at: float,
+                              error_code: str | None = None,
+                              error_message: str | None = None) -> bool:
+        check_terminal_job(status)
+        job = await self.get_job(job_id)
+        if job is None or job.status in LIVE_JOB or job.error_code != expected_error_code:
+            return False
+        await self._run("correct_job_end", (ttl(job.expires_at), status, outcome, finished_at,
+                                            error_code, error_message, job_id))
+        return True
+
     # Items
 
     async def upsert_items(self, items: list[ItemRecord]) -> None:
@@ -361,6 +376,17 @@ class CassandraResultStore(ResultStore):
             writes += [self._run("insert_item", (bucket, *msgspec.structs.astuple(i), ttls[job_id]))
                        for i in part if i.index not in seen]
         await asyncio.gather(*writes)
+
+    async def replace_items(self, items: list[ItemRecord]) -> None:
+        """A plain INSERT is an upsert in Cassandra: the row becomes exactly this one."""
+        check_items(items)
+        job_ids = list({i.job_id for i in items})
+        jobs = await asyncio.gather(*(self.get_job(job_id) for job_id in job_ids))
+        ttls = {job_id: ttl(job.expires_at) if job else int(self.config.retention_s)
+                for job_id, job in zip(job_ids, jobs, strict=True)}
+        await asyncio.gather(*(
+            self._run("insert_item", (i.index // ITEM_BUCKET, *msgspec.structs.astuple(i),
+                                      ttls[i.job_id])) for i in items))
 
     async def _buckets(self, job_id: str, first_index: int = 0) -> list[int]:
         job = await self.get_job(job_id)

@@ -270,6 +270,18 @@ class SqliteResultStore(ResultStore):
             (status, outcome, finished_at, error_code, error_message, job_id)))
         return cur.rowcount > 0
 
+    async def correct_job_end(self, job_id: str, *, expected_error_code: str, status: str,
+                              outcome: str | None, finished_at: float,
+                              error_code: str | None = None,
+                              error_message: str | None = None) -> bool:
+        check_terminal_job(status)
+        cur = await self._run(lambda conn: conn.execute(
+            "UPDATE jobs SET status = ?, outcome = ?, finished_at = ?, error_code = ?, "
+            f"error_message = ? WHERE job_id = ? AND status IN {_TERMINAL} AND error_code = ?",
+            (status, outcome, finished_at, error_code, error_message, job_id,
+             expected_error_code)))
+        return cur.rowcount > 0
+
     # Items
 
     async def upsert_items(self, items: list[ItemRecord]) -> None:
@@ -277,6 +289,17 @@ class SqliteResultStore(ResultStore):
         rows = [msgspec.structs.astuple(i) for i in items]
         sql = (f"INSERT INTO items ({_ITEM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                "ON CONFLICT (job_id, idx) DO NOTHING")
+
+        def run(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                conn.executemany(sql, rows)
+        if rows:
+            await self._run(run)
+
+    async def replace_items(self, items: list[ItemRecord]) -> None:
+        check_items(items)
+        rows = [msgspec.structs.astuple(i) for i in items]
+        sql = f"INSERT OR REPLACE INTO items ({_ITEM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
         def run(conn: sqlite3.Connection) -> None:
             with _write(conn):
