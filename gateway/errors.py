@@ -1,7 +1,7 @@
 """One error envelope everywhere: RFC 9457 problem+json with ``code`` and ``retryable``.
 
-Every error path — ours, Litestar's validation, 404/405, and unexpected exceptions — is
-translated here and nowhere else.
+Every error path — ours, Litestar's validation, 404/405/413, a dependency (Redis, the result
+store, NATS) that is down, and unexpected exceptions — is translated here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ import uuid
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from nats import errors as nats_errors
 
+from inferq import metrics
+from inferq.bus import BusError
 from schemas.api import FieldError, Problem
 from schemas.errors import ErrorCode
+from store.redis_errors import CacheError
+from store.results.base import InvalidCursor, StoreError
 
 log = logging.getLogger("inferq.gateway")
 PROBLEM_JSON = "application/problem+json"
@@ -114,41 +119,64 @@ def problem_response(request: Request, err: ApiError) -> Response:
         errors=err.errors,
     )
     headers = {"X-Request-Id": rid, **err.headers}
+    if err.retryable:
+        metrics.REJECTIONS.labels(str(err.code)).inc()
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
     return Response(_ENC.encode(body), status_code=err.status_code, media_type=PROBLEM_JSON,
                     headers=headers)
 
 
-_PATH = re.compile(r"at `\$(?P<path>[^`]*)`")
+def key_pointer(key: str, source: object, message: str = "") -> str:
+    """Where a Litestar validation error points: a JSON pointer (RFC 6901) into the body,
+    e.g. ``inputs[1].text`` -> ``/inputs/1/text``, or ``query:<name>``, ``header:<name>``,
+    ``path:<name>`` for parameters. An unknown member is pointed at itself."""
+    kind = str(getattr(source, "value", source) or "body").lower()
+    if kind != "body":
+        return f"{kind}:{key}"
+    parts = [p for p in key.replace("[", ".").replace("]", "").split(".") if p]
+    if parts == ["data"]:  # Litestar's name for the whole body
+        parts = []
+    if m := _UNKNOWN.search(message):
+        parts.append(m.group(1))
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def json_pointer(msgspec_path: str) -> str:
-    """``$.inputs[0].text`` (msgspec's notation) → ``/inputs/0/text`` (RFC 6901)."""
-    parts = re.findall(r"\.([^.\[]+)|\[(\d+)\]|\[\'([^\']+)\'\]", msgspec_path)
-    return "".join("/" + (a or b or c).replace("~", "~0").replace("/", "~1") for a, b, c in parts)
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
 
 
-def field_errors_from_message(message: str, prefix: str = "") -> list[FieldError]:
-    m = _PATH.search(message)
-    pointer = prefix + (json_pointer(m.group("path")) if m else "")
-    text = _PATH.sub("", message).rstrip(" -")
-    return [FieldError(pointer=pointer or "/", detail=text)]
+def field_errors(extra: object) -> list[FieldError]:
+    out: list[FieldError] = []
+    for e in extra if isinstance(extra, list) else []:
+        if isinstance(e, dict):
+            message = str(e.get("message", "invalid"))
+            out.append(FieldError(key_pointer(str(e.get("key") or ""), e.get("source"),
+                                              message), message))
+    return out
 
 
 def _translate(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, InvalidCursor):
+        return InvalidRequest("cursor is not one this API returned",
+                              errors=[FieldError("query:cursor", "invalid cursor")])
+    if isinstance(exc, CacheError | StoreError) and exc.retryable:
+        what = "Redis" if isinstance(exc, CacheError) else "the result store"
+        log.warning("dependency unavailable: %s", exc)
+        return Unavailable(f"{what} is unavailable; retry shortly", retry_after_s=2)
+    if isinstance(exc, BusError | nats_errors.Error):
+        log.warning("message bus unavailable: %r", exc)
+        return Unavailable("the message bus (NATS) is unavailable; retry shortly",
+                           retry_after_s=2)
+    if isinstance(exc, TimeoutError):
+        log.warning("a dependency timed out: %r", exc)
+        return Unavailable("a dependency timed out; retry shortly", retry_after_s=2)
     if isinstance(exc, ValidationException):
-        errors: list[FieldError] = []
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        for e in extra:
-            if isinstance(e, dict):
-                errors += field_errors_from_message(str(e.get("message", "")))
         detail = exc.detail or "the request is not valid"
         if "too large" in detail.lower() or getattr(exc, "status_code", 400) == 413:
             return PayloadTooLarge(detail)
-        return InvalidRequest(detail, errors=errors or None)
+        return InvalidRequest(detail, errors=field_errors(exc.extra) or None)
     if isinstance(exc, HTTPException):
         status = exc.status_code
         if status == 404:

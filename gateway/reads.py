@@ -1,5 +1,7 @@
 """Reading jobs: the O(1) status from Redis (rebuilt from the store on a miss), result pages,
-and the streamed JSONL artifact. Another tenant's job is a 404, never a 403."""
+the streamed JSONL artifact and the tenant's job list. Another tenant's job is a 404, never
+a 403; so is an expired one (after the purge it is indistinguishable from one that never
+existed, so it is a 404 before the purge too)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from gateway import errors as E
+from gateway.jobend import JOB_LEVEL
 from inferq import metrics
-from schemas.api import EmbeddingOutput, FieldError, ResultItem, ResultsPage
-from schemas.errors import ItemError
-from schemas.states import ItemStatus
+from schemas.api import EmbeddingOutput, FieldError, JobList, ResultItem, ResultsPage
+from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
+from schemas.states import ItemStatus, JobStatus
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.rebuild import rebuild_job_cache
 from store.results.base import ItemRecord, JobRecord, ResultStore
@@ -36,7 +39,7 @@ def decode_cursor(cursor: str | None) -> int:
         return int(raw[2:])
     except (ValueError, UnicodeDecodeError) as exc:
         raise E.InvalidRequest("cursor is not one this API returned",
-                               errors=[FieldError("/cursor", "invalid cursor")]) from exc
+                               errors=[FieldError("query:cursor", "invalid cursor")]) from exc
 
 
 def to_result_item(r: ItemRecord) -> ResultItem:
@@ -59,7 +62,7 @@ class JobReader:
         snap = await self._cache.get_status(job_id)
         if snap is None:
             metrics.STATUS_STORE_READS.inc()
-            job = await self._owned_job(tenant, job_id)
+            job = await self.owned_job(tenant, job_id)
             await rebuild_job_cache(self._store, self._cache, job_id, job)
             snap = await self._cache.get_status(job_id)
             if snap is None:  # expired between the two reads
@@ -68,7 +71,8 @@ class JobReader:
             raise E.JobNotFound(f"no job {job_id}")
         return snap
 
-    async def _owned_job(self, tenant: str, job_id: str) -> JobRecord:
+    async def owned_job(self, tenant: str, job_id: str) -> JobRecord:
+        """The tenant's live job; 404 for an unknown, expired or another tenant's job."""
         job = await self._store.get_job(job_id)
         if job is None or job.tenant != tenant or job.expires_at <= time.time():
             raise E.JobNotFound(f"no job {job_id}")
@@ -76,25 +80,83 @@ class JobReader:
 
     async def page(self, tenant: str, job_id: str, *, status: str | None, cursor: str | None,
                    limit: int) -> ResultsPage:
-        await self._owned_job(tenant, job_id)
+        job = await self.owned_job(tenant, job_id)
         after = decode_cursor(cursor)
-        rows = await self._store.get_items(job_id, status=status, after_index=after,
-                                           limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = encode_cursor(rows[-1].index) if more and rows else None
-        return ResultsPage(job_id=job_id, items=[to_result_item(r) for r in rows],
-                           next_cursor=nxt)
+        ended = await self._ended_by(job)
+        if ended is None:  # the store filters and pages by itself
+            rows = await self._store.get_items(job_id, status=status, after_index=after,
+                                               limit=limit + 1)
+            items = [to_result_item(r) for r in rows]
+        else:
+            items = []
+            async for item in self._items(job, after, ended, page_size=limit + 1):
+                if status is None or item.status == status:
+                    items.append(item)
+                    if len(items) > limit:
+                        break
+        more = len(items) > limit
+        items = items[:limit]
+        nxt = encode_cursor(items[-1].index) if more and items else None
+        return ResultsPage(job_id=job_id, items=items, next_cursor=nxt)
+
+    async def _ended_by(self, job: JobRecord) -> ItemError | None:
+        """The item error of a job-level end (cancel, deadline, ...) once Redis has ended the
+        job, else None. Until every row is written, an item without a row is reported failed
+        with it: exactly what Redis counted (and what a cache rebuild derives, too)."""
+        snap = await self.status(job.tenant, job.job_id)
+        if snap.status != JobStatus.FAILED or snap.error is None:
+            return None
+        if snap.error.code not in JOB_LEVEL:
+            return None
+        code = ErrorCode(snap.error.code)
+        return ItemError(code.value, snap.error.message, ITEM_RETRYABLE.get(code, False))
+
+    async def _items(self, job: JobRecord, after: int, ended: ItemError | None, *,
+                     page_size: int = 500) -> AsyncIterator[ResultItem]:
+        """Every item after ``after`` in index order: its row, or (``ended``) the failure
+        the job-level end gave it when its row is not written yet."""
+        nxt = after + 1
+        while True:  # keyset pages over the rows: O(page) memory whatever the job's size
+            rows = await self._store.get_items(job.job_id, status=None, after_index=nxt - 1,
+                                               limit=page_size)
+            for r in rows:
+                if ended is not None:
+                    for index in range(nxt, r.index):
+                        yield ResultItem(index=index, status=ItemStatus.FAILED,
+                                         model_version=job.model_version, error=ended)
+                yield to_result_item(r)
+                nxt = r.index + 1
+            if len(rows) < page_size:
+                break
+        if ended is not None:
+            for index in range(nxt, job.total):
+                yield ResultItem(index=index, status=ItemStatus.FAILED,
+                                 model_version=job.model_version, error=ended)
+
+    async def list(self, tenant: str, *, cursor: str | None, limit: int) -> JobList:
+        """A page of the tenant's live jobs, newest first, as status documents (from Redis,
+        rebuilt from the store where the cache lost them)."""
+        jobs, nxt = await self._store.list_jobs(tenant, cursor=cursor, limit=limit)
+        now = time.time()
+        docs = []
+        for job in jobs:
+            if job.tenant != tenant or job.expires_at <= now:
+                continue
+            try:
+                docs.append((await self.status(tenant, job.job_id)).to_doc())
+            except E.JobNotFound:  # expired between the two reads
+                continue
+        return JobList(jobs=docs, next_cursor=nxt)
 
     async def jsonl(self, tenant: str, job_id: str) -> AsyncIterator[bytes]:
         """Checks ownership first (so errors are proper responses), then streams lines."""
-        await self._owned_job(tenant, job_id)
-        return self._lines(job_id)
+        job = await self.owned_job(tenant, job_id)
+        return self._lines(job, await self._ended_by(job))
 
-    async def _lines(self, job_id: str) -> AsyncIterator[bytes]:
+    async def _lines(self, job: JobRecord, ended: ItemError | None) -> AsyncIterator[bytes]:
         buf = bytearray()
-        async for r in self._store.iter_items(job_id, page_size=500):
-            buf += _JSON.encode(to_result_item(r))
+        async for item in self._items(job, -1, ended):
+            buf += _JSON.encode(item)
             buf += b"\n"
             if len(buf) >= 64 * 1024:
                 yield bytes(buf)

@@ -8,13 +8,19 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
+from gateway.admission import Admission
+from gateway.jobend import EndSchedule, JobEnder
+from gateway.load import LoadView
 from gateway.reads import JobReader
 from gateway.submit import Submitter
+from gateway.sweeper import Sweeper
 from gateway.tenants import TenantDirectory
 from inferq import bus
 from inferq.config import Settings
 from inferq.models.repository import ModelRepository
+from scheduler.runners import RunnerRegistry
 from store.jobstate import JobStateCache
+from store.ratelimit import RateLimiter
 from store.redis_errors import check_noeviction
 from store.results import open_result_store
 from store.results.base import ResultStore
@@ -31,8 +37,12 @@ class GatewayServices:
     redis: aioredis.Redis
     store: ResultStore
     cache: JobStateCache
+    load: LoadView
+    admission: Admission
+    ender: JobEnder
     submitter: Submitter
     reader: JobReader
+    sweeper: Sweeper
 
     @classmethod
     async def open(cls, settings: Settings) -> GatewayServices:
@@ -45,12 +55,24 @@ class GatewayServices:
         await check_noeviction(redis)
         store = open_result_store(settings.results_url)
         nc = await bus.connect(settings.nats_url, "inferq-gateway")
-        js = nc.jetstream()
-        await bus.provision_streams(js, replicas=settings.stream_replicas,
+        await bus.provision_streams(nc.jetstream(), replicas=settings.stream_replicas,
                                     dlq_max_age_s=settings.result_ttl_s)
+        return cls.assemble(settings, tenants, repo, nc, redis, store)
+
+    @classmethod
+    def assemble(cls, settings: Settings, tenants: TenantDirectory, repo: ModelRepository,
+                 nc: NATS, redis: aioredis.Redis, store: ResultStore) -> GatewayServices:
+        """Wire the parts over open connections."""
         cache = JobStateCache(redis)
-        return cls(settings, tenants, repo, nc, redis, store, cache,
-                   Submitter(settings, repo, store, cache, js), JobReader(store, cache))
+        load = LoadView(cache, RunnerRegistry(redis), repo, max_hint_s=settings.max_poll_hint_s)
+        admission = Admission(settings, RateLimiter(redis), load)
+        schedule = EndSchedule(redis)
+        ender = JobEnder(store, cache, schedule, lease_s=settings.job_end_lease_s,
+                         settle_s=settings.job_end_settle_s)
+        submitter = Submitter(settings, repo, store, cache, nc, admission, schedule)
+        sweeper = Sweeper(settings, store, ender, load)
+        return cls(settings, tenants, repo, nc, redis, store, cache, load, admission, ender,
+                   submitter, JobReader(store, cache), sweeper)
 
     async def close(self) -> None:
         for closer in (self.nc.close, self.redis.aclose, self.store.close):

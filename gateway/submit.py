@@ -1,8 +1,11 @@
-"""Job submission: validate, resolve the model, claim the idempotency key, persist the job,
-seed its Redis hash, publish its chunks with ``Nats-Msg-Id``, and mark it published.
+"""Job submission: check limits, resolve the model, replay or admit, claim the idempotency
+key, persist the job, seed its Redis hash, publish its chunks with ``Nats-Msg-Id``, and mark
+it published.
 
-Every step is idempotent, so a retry with the same Idempotency-Key (or the recovery sweep
-after a gateway crash) can complete a half-submitted job without duplicating it.
+Every step after admission is idempotent, so a retry with the same Idempotency-Key can
+complete a half-submitted job without duplicating it. Inputs are not stored: a job left
+unpublished by a dead gateway and not completed by a retry within
+``submit_recovery_grace_s`` is failed by the sweeper (``submission_interrupted``).
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 
 from gateway import errors as E
+from gateway.admission import Admission
+from gateway.jobend import EndSchedule
+from gateway.limits import IDEMPOTENCY_HEADER, check_submit
 from gateway.tenants import Tenant
 from inferq import faults, metrics
 from inferq.config import Settings
@@ -24,13 +30,10 @@ from inferq.models.repository import ModelRepository
 from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
-from schemas.states import Priority
+from schemas.errors import ErrorCode
+from schemas.states import TERMINAL_JOB, Priority
 from store.jobstate import JobFields, JobStateCache
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
-
-IDEMPOTENCY_GRACE_S = 10.0
-"""How long a claimed key whose job is unpublished counts as "in progress" before a retry
-takes over and completes the submission itself."""
 
 
 def new_job_id() -> str:
@@ -46,45 +49,23 @@ def request_hash(req: SubmitRequest) -> str:
 class Submitted:
     job_id: str
     replayed: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    """RateLimit header fields from admission."""
 
 
 class Submitter:
+    """Admits, records and publishes jobs; completes half-done submissions on a retry."""
+
     def __init__(self, settings: Settings, repo: ModelRepository, store: ResultStore,
-                 cache: JobStateCache, js: JetStreamContext):
+                 cache: JobStateCache, nc: NATS, admission: Admission, schedule: EndSchedule):
         self._s = settings
         self._repo = repo
         self._store = store
         self._cache = cache
-        self._js = js
-
-    def validate(self, req: SubmitRequest) -> None:
-        """Limits enforced before any work (the body size limit is enforced by the app)."""
-        if (req.inputs is None) == (req.input is None):
-            raise E.InvalidRequest("give exactly one of `inputs` (a list) or `input` (one item)",
-                                   errors=[FieldError("/inputs", "exactly one of inputs/input")])
-        items = req.items()
-        if not items:
-            raise E.InvalidRequest("`inputs` is empty",
-                                   errors=[FieldError("/inputs", "at least one item")])
-        if len(items) > self._s.max_items_per_job:
-            raise E.PayloadTooLarge(
-                f"{len(items)} items; a job holds at most {self._s.max_items_per_job}",
-                errors=[FieldError("/inputs", f"at most {self._s.max_items_per_job} items")])
-        field = "/inputs" if req.inputs is not None else "/input"
-        too_long = [
-            FieldError(f"{field}/{i}/text" if req.inputs is not None else "/input/text",
-                       f"{len(it.text)} characters; at most {self._s.max_text_chars}")
-            for i, it in enumerate(items) if len(it.text) > self._s.max_text_chars
-        ]
-        if too_long:
-            raise E.PayloadTooLarge(f"{len(too_long)} item(s) over the text length limit",
-                                    errors=too_long[:20])
-        if req.metadata is not None:
-            size = len(msgspec.json.encode(req.metadata))
-            if size > self._s.max_metadata_bytes:
-                raise E.PayloadTooLarge(
-                    f"metadata is {size} bytes; at most {self._s.max_metadata_bytes}",
-                    errors=[FieldError("/metadata", "too large")])
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._admission = admission
+        self._schedule = schedule
 
     def resolve_model(self, spec: str) -> tuple[str, int]:
         try:
@@ -93,11 +74,21 @@ class Submitter:
             raise E.ModelNotFoundError(str(exc),
                                        errors=[FieldError("/model", "unknown model")]) from exc
 
-    async def submit(self, tenant: Tenant, req: SubmitRequest,
+    async def submit(self, tenant: Tenant, key_id: str, req: SubmitRequest,
                      idempotency_key: str | None) -> Submitted:
-        self.validate(req)
+        """Limits, model, idempotency replay, admission, then the idempotent steps: claim the
+        key, record the job, seed Redis, schedule its deadline, publish, mark published."""
+        check_submit(req, self._s)
         model, version = self.resolve_model(req.model)
+        if not self._nc.is_connected:
+            raise E.Unavailable("the message bus (NATS) is unreachable", retry_after_s=2)
         now = time.time()
+        if idempotency_key:
+            stored = await self._store.get_idempotency(tenant.name, idempotency_key, now)
+            if stored is not None:  # a retry: admitted as a request, not as new items
+                headers = await self._admission.write(tenant, key_id)
+                return await self._replay(tenant, req, stored, model, version, now, headers)
+        headers = await self._admission.submit(tenant, key_id, model, len(req.items()))
         job_id = new_job_id()
         rhash = request_hash(req) if idempotency_key else None
         if idempotency_key:
@@ -105,33 +96,35 @@ class Submitter:
                                       job_id=job_id, created_at=now,
                                       expires_at=now + self._s.idempotency_ttl_s)
             stored, created = await self._store.claim_idempotency(claim, now)
-            if not created:
-                return await self._replay(tenant, req, stored, model, version, now)
+            if not created:  # a concurrent duplicate won the claim
+                return await self._replay(tenant, req, stored, model, version, now, headers)
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
         await self._complete(job, req)
         metrics.JOBS_SUBMITTED.labels(model, str(req.priority)).inc()
         metrics.ITEMS_SUBMITTED.labels(model, str(req.priority)).inc(job.total)
-        return Submitted(job_id, replayed=False)
+        return Submitted(job_id, replayed=False, headers=headers)
 
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
-                      model: str, version: int, now: float) -> Submitted:
+                      model: str, version: int, now: float,
+                      headers: dict[str, str]) -> Submitted:
         if stored.request_hash != request_hash(req):
             raise E.IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request body; use a new key")
+                "this Idempotency-Key was used with a different request body; use a new key",
+                errors=[FieldError(f"header:{IDEMPOTENCY_HEADER}", "reused")])
         job = await self._store.get_job(stored.job_id)
-        if job is not None and job.published:
-            return Submitted(job.job_id, replayed=True)
-        if now - stored.created_at < IDEMPOTENCY_GRACE_S:
+        if job is not None and (job.published or job.status in TERMINAL_JOB):
+            return Submitted(job.job_id, replayed=True, headers=headers)
+        if now - stored.created_at < self._s.idempotency_grace_s:
             raise E.IdempotencyInProgress(
                 "the first request with this key has not finished; retry shortly",
-                retry_after_s=1.0)
+                retry_after_s=1.0, headers=headers)
         # The first request died part-way: complete its submission ourselves (idempotent).
         if job is None:
             job = self._job_record(stored.job_id, tenant, req, model, version, stored.created_at,
                                    stored.key, stored.request_hash)
         await self._complete(job, req)
-        return Submitted(job.job_id, replayed=True)
+        return Submitted(job.job_id, replayed=True, headers=headers)
 
     def _job_record(self, job_id: str, tenant: Tenant, req: SubmitRequest, model: str,
                     version: int, now: float, key: str | None, rhash: str | None) -> JobRecord:
@@ -166,6 +159,8 @@ class Submitter:
             tenant=job.tenant, model=job.model, version=job.model_version,
             priority=Priority(job.priority), total=job.total, created_at=job.created_at,
             expires_at=job.expires_at, deadline=job.deadline))
+        if job.deadline is not None:  # the sweeper ends it then, even if nothing runs
+            await self._schedule.at(job.job_id, ErrorCode.DEADLINE_EXCEEDED, job.deadline)
         await self.publish(job, req)
         await self._store.mark_published(job.job_id)
 

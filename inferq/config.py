@@ -94,6 +94,10 @@ class Settings:
     """How often the gateway samples model backlogs and runner throughput for poll hints."""
     max_poll_hint_s: float = 30.0
     """The longest Retry-After a status poll suggests (the expected wait, clamped to 1..this)."""
+    job_end_lease_s: float = 30.0
+    """How long a sweeper holds a due job end (deadline, cancel) before another gateway may
+    take it over: also how soon a cancel cut short by a dying gateway is finished by another.
+    Longer than the slowest end (a 10,000-item job: well under a second)."""
     job_end_settle_s: float = 60.0
     """After a cancel or deadline ends a job, the sweeper checks its item rows once more this
     much later, repairing a row that a batch still in flight wrote over a ``cancelled`` one

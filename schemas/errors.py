@@ -32,6 +32,8 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "cancelled"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     MODEL_UNAVAILABLE = "model_unavailable"
+    # Job level: the gateway stopped mid-submission and no retry completed it in time.
+    SUBMISSION_INTERRUPTED = "submission_interrupted"
 
 
 # Item error codes and whether retrying the same input could succeed.
@@ -42,6 +44,7 @@ ITEM_RETRYABLE = {
     ErrorCode.DEADLINE_EXCEEDED: True,
     ErrorCode.MODEL_UNAVAILABLE: True,
     ErrorCode.INTERNAL_ERROR: True,
+    ErrorCode.SUBMISSION_INTERRUPTED: True,
 }
 
 
@@ -58,7 +61,8 @@ class ItemError(msgspec.Struct, frozen=True):
 
 
 class JobError(msgspec.Struct, frozen=True):
-    """A job-level failure (cancelled, deadline exceeded, model unavailable)."""
+    """A job-level failure (cancelled, deadline exceeded, model unavailable, submission
+    interrupted)."""
 
     code: str
     message: str

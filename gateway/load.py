@@ -1,0 +1,74 @@
+"""How loaded each model is: its backlog and how fast its runners drain it, sampled in the
+background so that poll hints and Retry-After values cost no round trip per request."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from inferq.models.repository import ModelRepository
+from scheduler.runners import RunnerRegistry
+from schemas.states import TERMINAL_JOB, JobStatus
+from store.jobstate import JobStateCache, JobStatusSnapshot
+
+log = logging.getLogger("inferq.gateway.load")
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    backlog: int = 0
+    """Items queued or running for the model (every tenant and priority)."""
+    throughput: float | None = None
+    """Items per second its live runners finish (measured capacity x runners); None: unknown."""
+
+
+class LoadView:
+    """The latest sample per model; ``refresh`` is called by the gateway's sweeper."""
+
+    def __init__(self, cache: JobStateCache, registry: RunnerRegistry, repo: ModelRepository,
+                 *, max_hint_s: float = 30.0):
+        self._cache = cache
+        self._registry = registry
+        self._repo = repo
+        self._max_hint = max_hint_s
+        self._models: dict[str, ModelLoad] = {}
+
+    def get(self, model: str) -> ModelLoad:
+        return self._models.get(model, ModelLoad())
+
+    async def refresh(self) -> None:
+        backlog = await self._cache.backlog()
+        per_model: dict[str, int] = {}
+        for (model, _priority), n in backlog.models.items():
+            per_model[model] = per_model.get(model, 0) + n
+        known = self._repo.models()
+        sample: dict[str, ModelLoad] = {}
+        for model in set(per_model) | set(known):
+            rate = 0.0
+            for version in known.get(model, []):
+                cap = await self._registry.capacity(model, version)
+                if cap:
+                    rate += cap * await self._registry.count(model, version)
+            sample[model] = ModelLoad(per_model.get(model, 0), rate or None)
+        self._models = sample
+
+    def drain_s(self, model: str, items: int) -> float | None:
+        """Seconds the model's runners need for ``items`` items at the measured rate."""
+        rate = self.get(model).throughput
+        return max(0, items) / rate if rate else None
+
+    def poll_hint(self, snap: JobStatusSnapshot) -> int | None:
+        """Seconds until polling again is worth it: None for a terminal job; else the expected
+        wait (the model's backlog ahead of a queued job plus the job's own remaining items, at
+        the measured drain rate), clamped to 1..max. Without a measured rate: by job size."""
+        if snap.status in TERMINAL_JOB:
+            return None
+        remaining = snap.total - snap.succeeded - snap.failed
+        ahead = 0
+        if snap.status == JobStatus.QUEUED:
+            ahead = max(0, self.get(snap.model).backlog - remaining)
+        wait = self.drain_s(snap.model, ahead + remaining)
+        if wait is None:
+            wait = 1.0 if remaining <= 100 else 2.0 if remaining <= 2_000 else 5.0
+        return int(min(self._max_hint, max(1, math.ceil(wait))))

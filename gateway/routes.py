@@ -1,0 +1,212 @@
+"""The HTTP API's route handlers. Authentication is a guard, so it runs before the body is
+read; admission (rate limits, quota, backlog) runs in the handlers before any work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import errors as E
+from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
+from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
+from gateway.services import GatewayServices
+from gateway.tenants import Tenant, hash_key
+from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage, SubmitRequest
+from schemas.errors import ErrorCode
+from store.jobstate import JobStatusSnapshot
+
+_DESCRIPTIONS = {
+    400: "`invalid_request` (with field pointers in `errors`) or `model_not_found`",
+    401: "`unauthenticated`: missing or unknown API key",
+    404: "`job_not_found`: unknown, expired or another tenant's job",
+    409: "`idempotency_in_progress`: the first request with this key is unfinished (retry)",
+    413: "`payload_too_large`: body, items per job, text length or metadata size",
+    422: "`idempotency_key_reused`: the same Idempotency-Key with a different body",
+    429: "`rate_limited` / `quota_exceeded`, with Retry-After and RateLimit headers",
+    503: "`overloaded` / `unavailable`, with Retry-After",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error responses of a route, for the OpenAPI document (one envelope: Problem)."""
+    return {s: ResponseSpec(Problem, description=_DESCRIPTIONS[s],
+                            media_type=E.PROBLEM_JSON, generate_examples=False)
+            for s in statuses}
+
+
+def services(request: Request) -> GatewayServices:
+    return request.app.state.services
+
+
+def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: ``Authorization: Bearer <key>`` names a tenant; keep it and the key's id."""
+    scheme, _, key = connection.headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise E.Unauthenticated("send `Authorization: Bearer <api key>`")
+    tenant = connection.app.state.services.tenants.authenticate(key)
+    if tenant is None:
+        raise E.Unauthenticated("unknown API key")
+    connection.state.tenant = tenant
+    connection.state.key_id = hash_key(key)[:16]  # names the key's buckets, not the key
+
+
+def caller(request: Request) -> tuple[Tenant, str]:
+    return request.state.tenant, request.state.key_id
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: ``*`` or any listed tag, compared weakly (``W/`` ignored)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def status_response(svc: GatewayServices, snap: JobStatusSnapshot, status_code: int = 200,
+                    headers: dict[str, str] | None = None) -> Response[JobStatusDoc]:
+    h = {"ETag": snap.etag, "Cache-Control": "no-cache", **(headers or {})}
+    if (hint := svc.load.poll_hint(snap)) is not None:
+        h["Retry-After"] = str(hint)
+    return Response(snap.to_doc(), status_code=status_code, headers=h)
+
+
+JobId = FromPath[str]
+WITH_AUTH = {"guards": [authenticated], "security": [{"bearer": []}]}
+
+
+@post("/v1/jobs", status_code=202, summary="Submit a job (one item or up to 10,000)",
+      responses=problems(400, 401, 409, 413, 422, 429, 503), **WITH_AUTH)
+async def submit_job(
+    request: Request, data: JSONBody[SubmitRequest],
+    idempotency_key: Annotated[str | None, HeaderParameter(
+        name=IDEMPOTENCY_HEADER, required=False,
+        description="Makes the submission exactly-once per (tenant, key) for 24 h")] = None,
+) -> Response[JobStatusDoc]:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    key = check_idempotency_key(idempotency_key, svc.settings)
+    done = await svc.submitter.submit(tenant, key_id, data, key)
+    snap = await svc.reader.status(tenant.name, done.job_id)
+    headers = {"Location": f"/v1/jobs/{done.job_id}", **done.headers}
+    if done.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    return status_response(svc, snap, 202, headers)
+
+
+@get("/v1/jobs", summary="The tenant's jobs, newest first, paged",
+     responses=problems(400, 401, 429, 503), **WITH_AUTH)
+async def list_jobs(
+    request: Request,
+    cursor: Annotated[str | None, QueryParameter(required=False, max_length=512)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+) -> Response[JobList]:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    headers = await svc.admission.read(tenant, key_id)
+    page = await svc.reader.list(tenant.name, cursor=cursor, limit=limit)
+    return Response(page, headers=headers)
+
+
+@get("/v1/jobs/{job_id:str}", summary="A job's status document (O(1)); ETag / 304",
+     responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+async def get_job(
+    request: Request, job_id: JobId,
+    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match",
+                                                         required=False)] = None,
+) -> Response[JobStatusDoc]:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    # A conditional poll pays half up front; the other half only if it is answered with a 200.
+    cost = CONDITIONAL_POLL_COST if if_none_match else POLL_COST
+    headers = await svc.admission.read(tenant, key_id, cost)
+    snap = await svc.reader.status(tenant.name, job_id)
+    if etag_matches(if_none_match, snap.etag):
+        h = {"ETag": snap.etag, **headers}
+        if (hint := svc.load.poll_hint(snap)) is not None:
+            h["Retry-After"] = str(hint)
+        return Response(b"", status_code=304, headers=h)
+    if if_none_match:
+        headers = await svc.admission.charge_read(tenant, key_id, POLL_COST - cost)
+    return status_response(svc, snap, headers=headers)
+
+
+@post("/v1/jobs/{job_id:str}/cancel", status_code=200,
+      summary="Cancel: items not yet run fail `cancelled`; done items keep their results",
+      responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+async def cancel_job(request: Request, job_id: JobId) -> Response[JobStatusDoc]:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    headers = await svc.admission.write(tenant, key_id)
+    job = await svc.reader.owned_job(tenant.name, job_id)
+    snap = await svc.ender.end_now(job, ErrorCode.CANCELLED)
+    return status_response(svc, snap, 200, headers)
+
+
+@get("/v1/jobs/{job_id:str}/results", summary="A page of a job's item results, in index order",
+     responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+async def get_results(
+    request: Request, job_id: JobId,
+    status: Annotated[str | None, QueryParameter(pattern="^(succeeded|failed)$",
+                                                 required=False)] = None,
+    cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+) -> Response[ResultsPage]:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    headers = await svc.admission.read(tenant, key_id)
+    page = await svc.reader.page(tenant.name, job_id, status=status, cursor=cursor, limit=limit)
+    return Response(page, headers=headers)
+
+
+@get("/v1/jobs/{job_id:str}/results.jsonl", summary="Every item, one JSON line each, streamed",
+     media_type="application/x-ndjson", responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
+    tenant, key_id = caller(request)
+    svc = services(request)
+    headers = await svc.admission.read(tenant, key_id)
+    lines = await svc.reader.jsonl(tenant.name, job_id)
+    return Stream(lines, media_type="application/x-ndjson", headers=headers)
+
+
+@get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness: NATS, Redis and the result store answer",
+     responses=problems(503))
+async def readyz(request: Request) -> dict[str, str]:
+    svc = services(request)
+    checks: dict[str, str] = {}
+    checks["nats"] = "ok" if svc.nc.is_connected else "down"
+    try:
+        await svc.cache.ping()
+        checks["redis"] = "ok"
+    except Exception:  # noqa: BLE001 - reported, not raised
+        checks["redis"] = "down"
+    try:
+        await svc.store.ping()
+        checks["store"] = "ok"
+    except Exception:  # noqa: BLE001
+        checks["store"] = "down"
+    down = [k for k, v in checks.items() if v != "ok"]
+    if down:
+        raise E.Unavailable(f"not ready: {', '.join(down)} down", retry_after_s=2)
+    return checks
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics_endpoint() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+ROUTES = [submit_job, list_jobs, get_job, cancel_job, get_results, get_results_jsonl, healthz,
+          readyz, metrics_endpoint]

@@ -1,0 +1,93 @@
+"""The gateway's background work, owned by the app's lifespan: due job ends (deadlines,
+cancels a dead gateway left half done, late repairs), interrupted submissions, the retention
+purge, and the load sample behind poll hints. Every replica runs it; every step is
+idempotent and the job ends are leased, so replicas share the work without a leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from gateway.jobend import JobEnder
+from gateway.load import LoadView
+from inferq.config import Settings
+from schemas.errors import ErrorCode
+from store.results.base import ResultStore
+
+log = logging.getLogger("inferq.gateway.sweeper")
+
+
+class Sweeper:
+    """Periodic tasks with ``start()`` and an idempotent ``stop()`` (cancel, then await)."""
+
+    def __init__(self, settings: Settings, store: ResultStore, ender: JobEnder,
+                 load: LoadView):
+        self._s = settings
+        self._store = store
+        self._ender = ender
+        self._load = load
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        s = self._s
+        for name, every, step in (("job-ends", s.sweep_interval_s, self.sweep_ends),
+                                  ("recovery", s.recovery_interval_s, self.recover_submissions),
+                                  ("purge", s.purge_interval_s, self.purge),
+                                  ("load", s.load_refresh_s, self._load.refresh)):
+            self._tasks.append(asyncio.create_task(self._every(name, every, step),
+                                                   name=f"gateway-{name}"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _every(self, name: str, every_s: float,
+                     step: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dependency may be down: try again next time
+                log.warning("gateway %s step failed: %s", name, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
+            await asyncio.sleep(every_s)
+
+    async def sweep_ends(self) -> int:
+        """Job ends whose time has come; loops while a full page was due."""
+        total = 0
+        while (n := await self._ender.sweep(time.time())) > 0:
+            total += n
+            if n < 100:
+                break
+        return total
+
+    async def recover_submissions(self) -> int:
+        """Jobs whose gateway died between recording and publishing them, and whom no client
+        retry completed within the grace period: their inputs were never stored, so they
+        cannot be republished; they fail with ``submission_interrupted`` (retryable)."""
+        older_than = time.time() - self._s.submit_recovery_grace_s
+        n = 0
+        for job in await self._store.unpublished_jobs(older_than, limit=100):
+            current = await self._store.get_job(job.job_id)
+            if current is None or current.published:
+                continue  # a retry completed it meanwhile
+            log.warning("job %s of %s was never fully published: failing it", job.job_id,
+                        job.tenant)
+            await self._ender.end_now(current, ErrorCode.SUBMISSION_INTERRUPTED)
+            n += 1
+        return n
+
+    async def purge(self) -> int:
+        """Delete expired jobs, results and idempotency records (a no-op on Cassandra)."""
+        n = await self._store.purge_expired(time.time())
+        if n:
+            log.info("purged %d expired rows", n)
+        return n
