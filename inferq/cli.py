@@ -96,6 +96,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
                    backend=args.backend)
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from inferq.client import InferqError, default_api_key, submit_file
+
+    url = args.url or os.environ.get("INFERQ_URL") or "http://127.0.0.1:8000"
+    key = args.api_key or os.environ.get("INFERQ_API_KEY") or default_api_key()
+    if not key:
+        print("inferq submit: no API key (--api-key, $INFERQ_API_KEY or .inferq/dev-api-key)",
+              file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(submit_file(
+            url, key, args.file, model=args.model, priority=args.priority,
+            timeout_s=args.timeout_s, wait=args.wait or bool(args.output), output=args.output,
+            key_prefix=args.idempotency_key, max_items=args.max_items_per_job))
+    except (OSError, ValueError) as exc:
+        print(f"inferq submit: {exc}", file=sys.stderr)
+        return 2
+    except InferqError as exc:
+        print(f"inferq submit: {exc}", file=sys.stderr)
+        return 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferq", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -124,6 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repo", default=None)
     b.add_argument("--force", action="store_true")
     b.set_defaults(func=cmd_models_build)
+
+    sb = sub.add_parser("submit", help="submit a JSONL file of inputs; optionally wait and "
+                        "download the results")
+    sb.add_argument("file", help="JSONL: one {\"text\": ..., \"id\": ...} object (or one "
+                    "JSON string) per line; '-' reads stdin")
+    sb.add_argument("--model", default="minilm", help="model alias or pinned name@version")
+    sb.add_argument("--priority", choices=("interactive", "batch"), default=None)
+    sb.add_argument("--timeout-s", type=float, default=None, help="per-job deadline")
+    sb.add_argument("--wait", action="store_true", help="wait until every job is terminal")
+    sb.add_argument("-o", "--output", default=None,
+                    help="write every item result here as JSONL (implies --wait)")
+    sb.add_argument("--url", default=None,
+                    help="gateway URL (default: $INFERQ_URL or http://127.0.0.1:8000)")
+    sb.add_argument("--api-key", default=None,
+                    help="API key (default: $INFERQ_API_KEY, else .inferq/dev-api-key)")
+    sb.add_argument("--idempotency-key", default=None,
+                    help="key prefix (default: derived from the file, model and options, so "
+                         "re-running the same command within 24 h returns the same jobs)")
+    sb.add_argument("--max-items-per-job", type=int, default=10_000)
+    sb.set_defaults(func=cmd_submit)
 
     s = sub.add_parser("store", help="result store")
     ssub = s.add_subparsers(dest="store_command", required=True)

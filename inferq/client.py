@@ -1,0 +1,336 @@
+"""A small asynchronous client for the inferq API (httpx).
+
+It retries only what the server marks retryable (``retryable: true`` in the error envelope:
+409 in progress, 429 rate limited / over quota, 503 overloaded / unavailable) plus transport
+failures and gateway-less 502/504, with exponential backoff and full jitter, never sooner
+than the server's ``Retry-After``. A submission always carries an Idempotency-Key (one is
+made up if none is given) and every retry resends the same key, so a retry can never create
+a second job.
+
+    async with Client("http://127.0.0.1:8000", api_key) as c:
+        job = await c.submit(["hello", "world"], model="minilm")
+        done = await c.wait(job["job_id"])
+        async for item in c.results(job["job_id"]):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+TERMINAL = ("succeeded", "failed")
+
+
+class InferqError(Exception):
+    """An error answer (the problem+json envelope when there is one) or a transport failure
+    that outlasted the retries."""
+
+    def __init__(self, status: int, code: str, detail: str, *, retryable: bool = False,
+                 problem: dict[str, Any] | None = None):
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+        self.problem = problem or {}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base·2ⁿ)),
+    but never less than the server's Retry-After."""
+
+    max_attempts: int = 10
+    base_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_elapsed_s: float = 600.0
+    """Give up once this much time has passed since the first attempt."""
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        backoff = rng.uniform(0.0, min(self.max_backoff_s, self.base_s * 2 ** attempt))
+        return max(backoff, retry_after_s or 0.0)
+
+
+def retry_after(response: httpx.Response, problem: dict[str, Any] | None = None) -> float | None:
+    """Seconds the server asks us to wait: the envelope's ``retry_after_s`` (sub-second) or
+    the ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if problem and isinstance(problem.get("retry_after_s"), int | float):
+        return max(0.0, float(problem["retry_after_s"]))
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def _problem(response: httpx.Response) -> dict[str, Any] | None:
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and "code" in body else None
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
+                 timeout_s: float = 60.0, transport: httpx.AsyncBaseTransport | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None):
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                       transport=transport,
+                                       headers={"Authorization": f"Bearer {api_key}"})
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._etags: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.attempts = 0
+        """Requests sent, retries included (for tests and logs)."""
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # The API
+
+    async def submit(self, inputs: list[str | dict[str, Any]], *, model: str,
+                     priority: str | None = None, timeout_s: float | None = None,
+                     metadata: dict[str, Any] | None = None,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a job; returns its status document. Retried with one Idempotency-Key."""
+        body: dict[str, Any] = {"model": model, "inputs": [
+            {"text": x} if isinstance(x, str) else x for x in inputs]}
+        for name, value in (("priority", priority), ("timeout_s", timeout_s),
+                            ("metadata", metadata)):
+            if value is not None:
+                body[name] = value
+        key = idempotency_key or uuid.uuid4().hex
+        r = await self.request("POST", "/v1/jobs", json=body,
+                               headers={"Idempotency-Key": key})
+        return r.json()
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        """The status document; a conditional GET, so an unchanged job costs a 304."""
+        doc, _ = await self._status(job_id)
+        return doc
+
+    async def wait(self, job_id: str, *, timeout_s: float | None = None,
+                   min_interval_s: float = 0.2) -> dict[str, Any]:
+        """Poll until the job is terminal, as often as the server's Retry-After hint says."""
+        start = time.monotonic()
+        while True:
+            doc, hint = await self._status(job_id)
+            if doc["status"] in TERMINAL:
+                return doc
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise TimeoutError(f"job {job_id} not terminal after {timeout_s}s")
+            await self._sleep(max(min_interval_s, hint if hint is not None else 1.0))
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return (await self.request("POST", f"/v1/jobs/{job_id}/cancel")).json()
+
+    async def results(self, job_id: str, *, status: str | None = None,
+                      page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
+        """Every item result (or only ``succeeded`` / ``failed`` ones), page by page."""
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if status:
+                params["status"] = status
+            if cursor:
+                params["cursor"] = cursor
+            page = (await self.request("GET", f"/v1/jobs/{job_id}/results",
+                                       params=params)).json()
+            for item in page["items"]:
+                yield item
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    async def jsonl(self, job_id: str) -> AsyncIterator[bytes]:
+        """The consolidated artifact, line by line (streamed, never held in memory).
+
+        Opening the stream is retried like any request; a stream cut midway raises."""
+        attempt, started = 0, False
+        while True:
+            self.attempts += 1
+            wait: float | None = None
+            try:
+                async with self._http.stream("GET", f"/v1/jobs/{job_id}/results.jsonl") as r:
+                    if r.status_code == 200:
+                        async for line in r.aiter_lines():
+                            if line:
+                                started = True
+                                yield line.encode()
+                        return
+                    await r.aread()
+                    err = self._error(r)
+                    wait = retry_after(r, err.problem)
+            except httpx.TransportError as exc:
+                if started:
+                    raise
+                err = InferqError(0, "transport_error", repr(exc), retryable=True)
+            attempt += 1
+            if not err.retryable or attempt >= self.retry.max_attempts:
+                raise err
+            await self._sleep(self.retry.delay(attempt - 1, wait, self._rng))
+
+    async def jobs(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """The tenant's jobs, newest first."""
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await self.request("GET", "/v1/jobs", params=params)).json()
+            for job in page["jobs"]:
+                yield job
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    # Transport with retries
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send; retry retryable failures; return a 2xx/304 response or raise InferqError."""
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            self.attempts += 1
+            wait: float | None = None
+            try:
+                r = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                err = InferqError(0, "transport_error", repr(exc), retryable=True)
+            else:
+                if r.status_code < 400:
+                    return r
+                err = self._error(r)
+                wait = retry_after(r, err.problem)
+            attempt += 1
+            out_of_time = time.monotonic() - start > self.retry.max_elapsed_s
+            if not err.retryable or attempt >= self.retry.max_attempts or out_of_time:
+                raise err
+            await self._sleep(self.retry.delay(attempt - 1, wait, self._rng))
+
+    @staticmethod
+    def _error(r: httpx.Response) -> InferqError:
+        problem = _problem(r)
+        if problem is not None:
+            return InferqError(r.status_code, str(problem["code"]),
+                               str(problem.get("detail", "")),
+                               retryable=bool(problem.get("retryable")), problem=problem)
+        # No envelope: a proxy or load balancer answered. Only its "try again" codes retry.
+        return InferqError(r.status_code, f"http_{r.status_code}", r.text[:200],
+                           retryable=r.status_code in (502, 503, 504))
+
+    async def _status(self, job_id: str) -> tuple[dict[str, Any], float | None]:
+        cached = self._etags.get(job_id)
+        headers = {"If-None-Match": cached[0]} if cached else {}
+        r = await self.request("GET", f"/v1/jobs/{job_id}", headers=headers)
+        if r.status_code == 304 and cached:
+            doc = cached[1]
+        else:
+            doc = r.json()
+            if etag := r.headers.get("etag"):
+                self._etags[job_id] = (etag, doc)
+        return doc, retry_after(r)
+
+
+# The ``inferq submit`` command's work (the argument parsing lives in inferq/cli.py).
+
+def default_api_key(state_dir: str | Path = ".inferq") -> str | None:
+    """The key ``inferq dev`` wrote, if this directory has one."""
+    path = Path(state_dir) / "dev-api-key"
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+def read_inputs(path: str) -> list[dict[str, Any]]:
+    """JSONL inputs: each non-blank line an object ``{"text": ..., "id": ...}`` or a string."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
+        if isinstance(value, str):
+            value = {"text": value}
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            raise ValueError(f"{path}:{n}: expected a string or an object with a \"text\" string")
+        out.append(value)
+    return out
+
+
+async def submit_file(url: str, api_key: str, path: str, *, model: str,
+                      priority: str | None = None, timeout_s: float | None = None,
+                      wait: bool = False, output: str | None = None,
+                      key_prefix: str | None = None, max_items: int = 10_000,
+                      transport: httpx.AsyncBaseTransport | None = None,
+                      out: IO[str] | None = None, log: IO[str] | None = None) -> int:
+    """Submit a JSONL file as one job per ``max_items`` inputs; print the job ids; with
+    ``wait`` poll until every job is terminal; with ``output`` write every item's result as
+    JSONL (indexes counted across the whole file). Exit status: 0 every job succeeded (some
+    items may have failed: see the results), 1 a job failed."""
+    out, log = out or sys.stdout, log or sys.stderr
+    inputs = read_inputs(path)
+    if not inputs:
+        raise ValueError(f"{path}: no inputs")
+    if key_prefix is None:  # the same file and options give the same jobs (within 24 h)
+        digest = hashlib.sha256(json.dumps([model, priority, timeout_s, max_items, inputs],
+                                           sort_keys=True).encode()).hexdigest()[:32]
+        key_prefix = f"inferq-submit-{digest}"
+    starts = list(range(0, len(inputs), max_items))
+    async with Client(url, api_key, transport=transport) as c:
+        jobs: list[str] = []
+        for part, start in enumerate(starts):
+            doc = await c.submit(inputs[start:start + max_items], model=model, priority=priority,
+                                 timeout_s=timeout_s, idempotency_key=f"{key_prefix}-{part}")
+            jobs.append(doc["job_id"])
+            print(doc["job_id"], file=out, flush=True)
+            print(f"job {doc['job_id']}: {doc['status']} ({doc['counts']['total']} items)",
+                  file=log)
+        if not wait:
+            return 0
+        finals = [await c.wait(job_id) for job_id in jobs]
+        for d in finals:
+            counts = d["counts"]
+            error = f" error={d['error']['code']}" if d.get("error") else ""
+            print(f"job {d['job_id']}: {d['status']} ({d['outcome']}) succeeded="
+                  f"{counts['succeeded']} failed={counts['failed']}{error}", file=log)
+        if output:
+            with open(output, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - a CLI task
+                for job_id, start in zip(jobs, starts, strict=True):
+                    async for line in c.jsonl(job_id):
+                        item = json.loads(line)
+                        item["index"] += start
+                        fh.write(json.dumps(item, separators=(",", ":")) + "\n")
+            print(f"results: {output}", file=log)
+        return 0 if all(d["status"] == "succeeded" for d in finals) else 1
