@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
+from gpu_runner.redelivery import RedeliveryLedger, item_key
 from gpu_runner.writeback import WriteBack
 from inferq import faults, metrics
 from inferq.bus import ensure_consumer
@@ -36,6 +37,11 @@ from store.results.base import ItemRecord, ResultStore, StoreError
 
 log = logging.getLogger("inferq.runner")
 _OUTPUT = msgspec.msgpack.Encoder()
+
+
+POISON_STRIKES = 2
+"""Times an item must have been running alone when a runner died before it is declared
+poison (once could be an unrelated crash)."""
 
 
 def _item_error(code: str, message: str) -> ItemError:
@@ -55,6 +61,7 @@ class Runner:
         self._backend = backend
         self._model, self._version = model, version
         self._writeback = WriteBack(store, cache, model, redis)
+        self._ledger = RedeliveryLedger(redis)
         self._registry = registry
         self._id = f"runner-{uuid.uuid4().hex[:8]}"
         self._busy = BusyMeter()
@@ -139,18 +146,34 @@ class Runner:
                 msg = None
             pending = asyncio.create_task(self._fetch()) if not self._stopping.is_set() else None
             if msg is not None:
-                executed = await self._execute(msg)
+                executed = await self._guarded(msg, self._execute(msg))
                 if writing is not None:
                     await writing
                     writing = None
                 if executed is not None:
-                    writing = asyncio.create_task(self._finish(msg, *executed))
+                    writing = asyncio.create_task(
+                        self._guarded(msg, self._finish(msg, *executed)))
             if pending is None:
                 break
         if writing is not None:
             await writing
         if pending is not None:
             pending.cancel()
+
+    async def _guarded(self, msg: Msg, work):
+        """A bug must not kill the loop: log it, leave the batch to redelivery (nak with a
+        delay), and go on with the next one."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error handling a batch; nak")
+            try:
+                await msg.nak(delay=5.0)
+            except Exception:  # noqa: BLE001 - redelivered after AckWait anyway
+                pass
+            return None
 
     async def _execute(self, msg: Msg) -> tuple[Batch, list[ItemRecord]] | None:
         """Decode and run one batch; None when the message was settled here (bad, dead-lettered
@@ -238,24 +261,61 @@ class Runner:
         return records
 
     async def _resume(self, msg: Msg, batch: Batch, deliveries: int) -> None:
-        """A redelivered batch may have crashed its runner: skip what a predecessor already
-        counted, then run the rest in ever smaller parts (8, then 64 per batch: singletons),
-        committing each part before the next, so a poison item that kills the process
-        loses only its own part and is finally isolated alone (then dead-lettered)."""
+        """A redelivered batch may have killed its runner. Skip what a predecessor already
+        counted; run the items under no suspicion first, as one part; then the suspects (the
+        part that was running when a runner died) one by one; then the quarantined items
+        (each once running alone when a runner died) one by one, each committed before the
+        next. An item that was running alone when a runner died twice is poison: it alone
+        fails (``internal_error``) and is recorded in the DLQ. An ordinary crash costs one
+        resumed batch and no splitting."""
         records, run = await self._live_work(batch, time.time())
         await self._writeback.commit(records, time.time())
-        done = set()
+        done: set[tuple[str, int]] = set()
         for job_id in {it.job_id for it in run}:
             idx = [it.index for it in run if it.job_id == job_id]
             done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
         todo = [it for it in run if (it.job_id, it.index) not in done]
-        parts = min(len(todo), 8 ** (deliveries - 1)) or 1
-        size = -(-len(todo) // parts)
-        for start in range(0, len(todo), size):
-            part = todo[start:start + size]
-            await self._writeback.commit(await self._infer(msg, batch, part), time.time())
+        ledger = await self._ledger.load(batch.batch_id)
+        suspects = {tuple(k) for k in ledger.running}
+
+        def strikes(it: BatchItem) -> int:
+            return ledger.quarantine.get(item_key(it.job_id, it.index), 0)
+
+        poison = [it for it in todo if strikes(it) >= POISON_STRIKES]
+        quarantined = [it for it in todo if 0 < strikes(it) < POISON_STRIKES]
+        suspect = [it for it in todo if (it.job_id, it.index) in suspects and not strikes(it)]
+        rest = [it for it in todo if (it.job_id, it.index) not in suspects and not strikes(it)]
+        log.warning("batch %s delivery %d: resuming %d of %d items: %d clear, %d suspect, "
+                    "%d quarantined, %d poison", batch.batch_id, deliveries, len(todo),
+                    len(batch.items), len(rest), len(suspect), len(quarantined), len(poison))
+        if poison:
+            await self._fail_poison(batch, poison, deliveries)
+        if rest:
+            ledger = await self._ledger.running(batch.batch_id, ledger,
+                                                [(it.job_id, it.index) for it in rest])
+            await self._writeback.commit(await self._infer(msg, batch, rest), time.time())
+        for it in suspect + quarantined:
+            ledger = await self._ledger.running(batch.batch_id, ledger, [(it.job_id, it.index)])
+            await self._writeback.commit(await self._infer(msg, batch, [it]), time.time())
         await msg.ack_sync()
+        await self._ledger.forget(batch.batch_id)
         self.batches_done += 1
+
+    async def _fail_poison(self, batch: Batch, items: list[BatchItem], deliveries: int) -> None:
+        """Record the batch in the DLQ naming its poison items, and fail those items alone."""
+        names = ", ".join(f"{it.job_id}/{it.index}" for it in items)
+        reason = f"item(s) {names} killed the runner {POISON_STRIKES} times running alone"
+        letter = DeadLetter(batch.batch_id, self._model, self._version, deliveries, reason,
+                            encode(batch))
+        await self._js.publish(subjects.dlq_subject(self._model, self._version), encode(letter))
+        metrics.DLQ.labels(self._model).inc()
+        now = time.time()
+        err = ItemError.of(ErrorCode.INTERNAL_ERROR,
+                           "this item crashed the inference runner repeatedly; it was isolated "
+                           "and failed alone")
+        await self._writeback.commit([self._failed_record(it.job_id, it.index, it.client_id,
+                                                          err, now) for it in items], now)
+        log.error("batch %s: poison %s failed and dead-lettered", batch.batch_id, names)
 
     async def _infer(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
         """Run the items; a batch that fails as a whole is split to isolate the bad item."""
@@ -272,6 +332,8 @@ class Runner:
             return (await self._infer(msg, batch, items[:mid])
                     + await self._infer(msg, batch, items[mid:]))
         faults.crash_point("runner.after_inference")
+        metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
+        await self._registry.count_inferred(self._model, self._version, len(items))
         now = time.time()
         out = []
         for it, vec in zip(items, vectors, strict=True):

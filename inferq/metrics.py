@@ -69,3 +69,7 @@ STATUS_STORE_READS = Counter(
     "inferq_status_store_reads_total",
     "Status reads that missed Redis and rebuilt the job from the result store",
 )
+ITEMS_INFERRED = Counter(
+    "inferq_items_inferred_total",
+    "Items run through the backend, redelivered duplicates included", ["model"],
+)

@@ -49,3 +49,14 @@ class RunnerRegistry:
         raw = await self._r.hmget(f"{_key(model, version)}:stats", alive)
         caps = [c for r in raw if r and (c := json.loads(r).get("capacity"))]
         return sum(caps) / len(caps) if caps else None
+
+    async def count_inferred(self, model: str, version: int, items: int) -> None:
+        """Items run through the backend, duplicates included: against the items counted
+        once, this is the cost of redelivery (the chaos suite reports the ratio)."""
+        try:
+            await self._r.incrby(f"{_key(model, version)}:inferred", items)
+        except Exception:  # noqa: BLE001 - a statistic must never fail a batch
+            pass
+
+    async def inferred(self, model: str, version: int) -> int:
+        return int(await self._r.get(f"{_key(model, version)}:inferred") or 0)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from inferq.models.repository import ensure_default_model
+
+
+@pytest.fixture(scope="session")
+def model_repo() -> Path:
+    return ensure_default_model().parent.parent
+
+
+@pytest.fixture
+async def make_cluster(tmp_path: Path, model_repo: Path) -> AsyncIterator:
+    from tests.chaos.harness import Cluster
+
+    made: list[Cluster] = []
+
+    def make(**overrides) -> Cluster:
+        cluster = Cluster.create(tmp_path, model_repo, **overrides)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for c in made:
+        await c.shutdown()

@@ -1,0 +1,239 @@
+"""The service as separate processes that can be killed the hard way, and the invariants
+checked after every chaos scenario.
+
+Roles run as ``python -m inferq.cli <role>`` subprocesses (as in production), nats-server and
+redis-server as children on free loopback ports. A supervisor restarts crashed roles, as Nomad
+would, and counts the crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+
+from inferq.config import Settings
+from inferq.embedded import ServerProcess, free_port, nats_server, redis_server
+from schemas.states import JOB_RANK, JobStatus
+from tests.e2e.harness import KEYS, make_settings, role_env
+
+SCALE = os.environ.get("INFERQ_CHAOS_SCALE", "short")
+LONG = SCALE == "long"
+
+
+def scaled(short: int, long: int) -> int:
+    """The short figure in CI, the long one under ``INFERQ_CHAOS_SCALE=long``."""
+    return long if LONG else short
+
+
+@dataclass
+class Role:
+    name: str
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    crashes: int = 0
+    starts: int = 0
+
+    def start(self) -> None:
+        env = dict(self.env)
+        if "INFERQ_FAULTS_SEED" in env:  # reproducible, yet not the same draw every restart
+            env["INFERQ_FAULTS_SEED"] = str(int(env["INFERQ_FAULTS_SEED"]) + self.starts)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "inferq.cli", self.name],
+                                     env=env, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        out.close()
+        self.starts += 1
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, grace: float = 30) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Cluster:
+    """nats + redis + gateway + schedulers + runners, each killable and restartable."""
+
+    tmp: Path
+    settings: Settings
+    nats: ServerProcess
+    redis: ServerProcess
+    roles: list[Role] = field(default_factory=list)
+    _supervisor: asyncio.Task | None = None
+
+    @classmethod
+    def create(cls, tmp: Path, model_repo: Path, **overrides) -> Cluster:
+        (tmp / "logs").mkdir(parents=True, exist_ok=True)
+        nats = nats_server(tmp / "nats", log_path=tmp / "logs" / "nats.log").start()
+        redis = redis_server(tmp / "redis", log_path=tmp / "logs" / "redis.log").start()
+        settings = make_settings(tmp, f"nats://127.0.0.1:{nats.port}",
+                                 f"redis://127.0.0.1:{redis.port}/0", model_repo, **overrides)
+        return cls(tmp, settings, nats, redis)
+
+    def add(self, name: str, **env: str) -> Role:
+        extra = {"INFERQ_BATCH_ACK_WAIT_S": str(self.settings.batch_ack_wait_s),
+                 "INFERQ_CHUNK_ACK_WAIT_S": str(self.settings.chunk_ack_wait_s),
+                 "INFERQ_CHUNK_ITEMS": str(self.settings.chunk_items)}
+        if name != "gateway":
+            extra["INFERQ_HTTP_PORT"] = str(free_port())
+        role = Role(name, role_env(self.settings, **extra, **env),
+                    self.tmp / "logs" / f"{name}-{len(self.roles)}.log")
+        role.start()
+        self.roles.append(role)
+        return role
+
+    def of(self, name: str) -> list[Role]:
+        return [r for r in self.roles if r.name == name]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    async def ready(self, within: float = 120) -> None:
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient() as c:
+            while time.monotonic() < deadline:
+                try:
+                    if (await c.get(f"{self.url}/readyz", timeout=2)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError("gateway not ready")
+
+    def supervise(self) -> None:
+        """Restart any role that died (crash points, poison items, kills)."""
+
+        async def loop() -> None:
+            while True:
+                for r in self.roles:
+                    if r.proc is not None and r.proc.poll() is not None:
+                        r.crashes += 1
+                        r.start()
+                await asyncio.sleep(0.2)
+
+        self._supervisor = asyncio.create_task(loop())
+
+    async def shutdown(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        for r in self.roles:
+            r.stop(grace=10)
+        self.redis.stop()
+        self.nats.stop()
+
+    def client(self, tenant: str = "alpha") -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30,
+                                 headers={"Authorization": f"Bearer {KEYS[tenant]}"})
+
+
+class StatusWatch:
+    """Polls a job and records every status seen: status must never move backwards."""
+
+    def __init__(self, client: httpx.AsyncClient, job_id: str):
+        self.job_id = job_id
+        self.seen: list[str] = []
+        self.errors_5xx = 0
+        self._client = client
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                r = await self._client.get(f"/v1/jobs/{self.job_id}")
+                if r.status_code >= 500:
+                    self.errors_5xx += 1
+                elif r.status_code == 200:
+                    s = r.json()["status"]
+                    if not self.seen or self.seen[-1] != s:
+                        self.seen.append(s)
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+
+    async def until_terminal(self, within: float) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.seen and self.seen[-1] in ("succeeded", "failed"):
+                await asyncio.sleep(0.3)  # a late backwards move would show here
+                self._task.cancel()
+                return self.seen[-1]
+            await asyncio.sleep(0.1)
+        self._task.cancel()
+        raise AssertionError(f"job {self.job_id} not terminal after {within}s: {self.seen}")
+
+    def assert_monotonic(self) -> None:
+        ranks = [JOB_RANK[JobStatus(s)] for s in self.seen]
+        assert ranks == sorted(ranks), f"status moved backwards: {self.seen}"
+        assert len([s for s in self.seen if s in ("succeeded", "failed")]) == 1, self.seen
+
+
+async def check_invariants(cluster: Cluster, jobs: dict[str, int]) -> dict[str, dict]:
+    """After a scenario: one result row per item; succeeded + failed == total; Redis counts ==
+    store counts == API counts; every accepted job (its chunks got a PubAck) finished."""
+    db = sqlite3.connect(cluster.settings.results_url.removeprefix("sqlite:///"))
+    redis = aioredis.Redis.from_url(cluster.settings.redis_url)
+    out = {}
+    try:
+        for job_id, total in jobs.items():
+            tenant = (await redis.hget(f"inferq:job:{job_id}", "tenant") or b"alpha").decode()
+            async with cluster.client(tenant) as c:
+                rows, distinct, ok, bad = db.execute(
+                    "select count(*), count(distinct idx), sum(status = 'succeeded'), "
+                    "sum(status = 'failed') from items where job_id = ?", (job_id,)).fetchone()
+                assert rows == distinct == total, (job_id, rows, distinct, total)
+                assert ok + bad == total
+                h = await redis.hmget(f"inferq:job:{job_id}", "succeeded", "failed", "running")
+                assert [int(x) for x in h] == [ok, bad, 0], (job_id, h, ok, bad)
+                doc = (await c.get(f"/v1/jobs/{job_id}")).json()
+                assert doc["status"] in ("succeeded", "failed"), doc
+                assert (doc["counts"]["succeeded"], doc["counts"]["failed"]) == (ok, bad)
+                stored = db.execute("select status from jobs where job_id = ?",
+                                    (job_id,)).fetchone()[0]
+                assert stored == doc["status"], (stored, doc["status"])
+                out[job_id] = doc
+    finally:
+        db.close()
+        await redis.aclose()
+    return out
+
+
+async def inferred(cluster: Cluster) -> int:
+    redis = aioredis.Redis.from_url(cluster.settings.redis_url)
+    try:
+        return int(await redis.get("inferq:runners:minilm:1:inferred") or 0)
+    finally:
+        await redis.aclose()
+
+
+def corpus(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    words = ("queue batch tenant runner bucket token cache store stream chunk redelivery "
+             "fairness shape padding embedding result status idempotent").split()
+    return [{"text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 60))),
+             "id": f"i{i}"} for i in range(n)]
