@@ -26,6 +26,7 @@ from inferq import faults, metrics
 from inferq.bus import ensure_consumer
 from inferq.config import Settings
 from inferq.models.bucketing import pad_batch
+from inferq.tasks import stop_task
 from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.api import EmbeddingOutput
@@ -93,14 +94,12 @@ class Runner:
         self._task = asyncio.create_task(self._run(), name="runner")
         self._hb_task = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
 
-    async def stop(self, grace: float = 30.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Finish and ack the batch in hand (up to AckWait: past that it would be redelivered
+        anyway), then leave."""
         self._stopping.set()
         task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, grace)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
+        await stop_task(task, self._s.batch_ack_wait_s if grace is None else grace)
         if self._hb_task is not None:
             self._hb_task.cancel()
             self._hb_task = None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gateway.tenants import Tenant, TenantDirectory, hash_key, write_tenants_file
 from inferq.config import Settings
-from inferq.embedded import ServerProcess, free_port, nats_server, redis_server
+from inferq.embedded import ServerProcess, free_port, nats_server, redis_server, terminate
 
 
 def _dev_key(state: Path, given: str | None) -> str:
@@ -123,7 +123,7 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
         return 0
     finally:
         for _, proc in reversed(children):
-            _stop_child(proc)
+            terminate(proc, grace=30.0)
         for s in reversed(servers):
             s.stop()
 
@@ -146,14 +146,3 @@ def _wait_ready(port: int, children, stop: threading.Event, timeout: float = 180
             pass
         time.sleep(0.3)
     return False
-
-
-def _stop_child(proc: subprocess.Popen, grace: float = 30.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)

@@ -69,6 +69,18 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float,
     raise EmbeddedServerError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
 
 
+def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL: a clean stop with a hard deadline."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @dataclass
 class ServerProcess:
     """One child server: start() launches it and waits for its port, stop() is idempotent."""
@@ -96,14 +108,8 @@ class ServerProcess:
 
     def stop(self, grace: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            terminate(proc, grace)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (chaos tests)."""

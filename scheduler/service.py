@@ -25,6 +25,7 @@ from inferq.config import Settings
 from inferq.models.config import ModelConfig
 from inferq.models.repository import ModelRepository
 from inferq.models.tokenize import Encoded, TextTokenizer
+from inferq.tasks import stop_task
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import BatchFormer, FormedBatch, PendingItem
 from scheduler.observer import QueueObserver
@@ -90,11 +91,7 @@ class Scheduler:
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
         task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, grace)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
+        await stop_task(task, grace)
         await self._lanes.close()
 
     # -- the loop ---------------------------------------------------------------------------
