@@ -70,7 +70,7 @@ class GatewayServices:
         ender = JobEnder(store, cache, schedule, lease_s=settings.job_end_lease_s,
                          settle_s=settings.job_end_settle_s)
         submitter = Submitter(settings, repo, store, cache, nc, admission, schedule)
-        sweeper = Sweeper(settings, store, ender, load)
+        sweeper = Sweeper(settings, store, cache, ender, load)
         return cls(settings, tenants, repo, nc, redis, store, cache, load, admission, ender,
                    submitter, JobReader(store, cache), sweeper)
 

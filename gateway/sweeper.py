@@ -1,7 +1,8 @@
 """The gateway's background work, owned by the app's lifespan: due job ends (deadlines,
 cancels a dead gateway left half done, late repairs), interrupted submissions, the retention
-purge, and the load sample behind poll hints. Every replica runs it; every step is
-idempotent and the job ends are leased, so replicas share the work without a leader.
+purge, the backlog counters' healing, and the load sample behind poll hints. Every replica
+runs it; every step is idempotent and the job ends are leased, so replicas share the work
+without a leader.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gateway.jobend import JobEnder
 from gateway.load import LoadView
 from inferq.config import Settings
 from schemas.errors import ErrorCode
+from store.jobstate import JobStateCache
 from store.results.base import ResultStore
 
 log = logging.getLogger("inferq.gateway.sweeper")
@@ -23,34 +25,45 @@ log = logging.getLogger("inferq.gateway.sweeper")
 class Sweeper:
     """Periodic tasks with ``start()`` and an idempotent ``stop()`` (cancel, then await)."""
 
-    def __init__(self, settings: Settings, store: ResultStore, ender: JobEnder,
-                 load: LoadView):
+    def __init__(self, settings: Settings, store: ResultStore, cache: JobStateCache,
+                 ender: JobEnder, load: LoadView):
         self._s = settings
         self._store = store
+        self._cache = cache
         self._ender = ender
         self._load = load
         self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         if self._tasks:
             return
+        self._stopping = asyncio.Event()
         s = self._s
         for name, every, step in (("job-ends", s.sweep_interval_s, self.sweep_ends),
                                   ("recovery", s.recovery_interval_s, self.recover_submissions),
                                   ("purge", s.purge_interval_s, self.purge),
+                                  ("backlog", s.backlog_reconcile_s, self.reconcile_backlog),
                                   ("load", s.load_refresh_s, self._load.refresh)):
             self._tasks.append(asyncio.create_task(self._every(name, every, step),
                                                    name=f"gateway-{name}"))
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Let the steps in hand finish (each is idempotent, so cutting one short is safe
+        too), then cancel what is left; idempotent."""
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
+        if not tasks:
+            return
+        self._stopping.set()
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for t in pending:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
 
     async def _every(self, name: str, every_s: float,
                      step: Callable[[], Awaitable[object]]) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await step()
             except asyncio.CancelledError:
@@ -58,7 +71,13 @@ class Sweeper:
             except Exception as exc:  # a dependency may be down: try again next time
                 log.warning("gateway %s step failed: %s", name, exc,
                             exc_info=log.isEnabledFor(logging.DEBUG))
-            await asyncio.sleep(every_s)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a library swallowed our cancel
+                raise asyncio.CancelledError
+            try:
+                await asyncio.wait_for(self._stopping.wait(), every_s)
+            except TimeoutError:
+                pass
 
     async def sweep_ends(self) -> int:
         """Job ends whose time has come; loops while a full page was due."""
@@ -84,6 +103,16 @@ class Sweeper:
             await self._ender.end_now(current, ErrorCode.SUBMISSION_INTERRUPTED)
             n += 1
         return n
+
+    async def reconcile_backlog(self) -> int:
+        """Heal the backlog counters behind quotas and overload from the live jobs."""
+        # Spaced across replicas: one run per interval, whichever gateway gets there first.
+        live, drift = await self._cache.reconcile_backlog(
+            time.time(), every_s=self._s.backlog_reconcile_s * 0.9)
+        for field, (was, now) in drift.items():
+            log.warning("backlog %s drifted: %d, recomputed %d (%d live jobs)", field, was,
+                        now, live)
+        return len(drift)
 
     async def purge(self) -> int:
         """Delete expired jobs, results and idempotency records (a no-op on Cassandra)."""

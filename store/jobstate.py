@@ -32,7 +32,8 @@ __all__ = [
     "RestoreOutcome", "TerminalRecord", "etag_for",
 ]
 
-_SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining")
+_SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
+            "reconcile_backlog")
 # Path(__file__), not importlib.resources: a tests/store/ folder without __init__.py can make
 # "store" a namespace package there under an editable install, and resources would look in it.
 _LUA = {name: (Path(__file__).with_name("lua") / f"{name}.lua").read_text() for name in _SCRIPTS}
@@ -161,10 +162,11 @@ class JobStateCache:
     """
 
     def __init__(self, redis: Redis, *, key_prefix: str = "inferq:job:",
-                 backlog_key: str = "inferq:backlog") -> None:
+                 backlog_key: str = "inferq:backlog", live_key: str = "inferq:live") -> None:
         self._redis = redis
         self._prefix = key_prefix
         self._backlog_key = backlog_key
+        self._live_key = live_key
         self._scripts = {name: redis.register_script(text) for name, text in _LUA.items()}
 
     def key(self, job_id: str) -> str:
@@ -289,8 +291,9 @@ class JobStateCache:
         Kept by the same scripts that count items, so it is exact while Redis keeps its
         data: ``init_job`` adds a job's total, each counted result and each item failed by
         ``fail_remaining`` takes one away, and ``restore`` adds back what was not yet done.
-        (A job that expires unfinished leaves its remainder; the TTL is days, so this is
-        noise, not drift that matters.) One HGETALL of a small hash.
+        What they cannot see (a job that expires unfinished, a job hash restored while the
+        counters survived) ``reconcile_backlog`` heals from the live jobs, periodically.
+        One HGETALL of a small hash.
         """
         with redis_errors("backlog"):
             raw = await self._redis.hgetall(self._backlog_key)
@@ -310,6 +313,20 @@ class JobStateCache:
         with redis_errors("tenant_backlog"):
             v = await self._redis.hget(self._backlog_key, f"t:{tenant}")
         return max(0, int(v)) if v is not None else 0
+
+    async def reconcile_backlog(self, now: float, *, every_s: float = 0.0
+                                ) -> tuple[int, dict[str, tuple[int, int]]]:
+        """Recompute the backlog counters from the live jobs themselves (one atomic script,
+        O(live jobs)): the periodic self-healing of ``backlog``. Returns the number of live
+        jobs and every counter that had drifted, as ``field -> (was, now)``. With
+        ``every_s``, a run within that long of another (any process's) is skipped: (-1, {})."""
+        with redis_errors("reconcile_backlog"):
+            reply = await self._scripts["reconcile_backlog"](
+                keys=[self._live_key, self._backlog_key, self._live_key + ":reconciled"],
+                args=[_ts(now), str(int(every_s * 1000))])
+        drift = {_text(reply[i]): (int(reply[i + 1]), int(reply[i + 2]))
+                 for i in range(1, len(reply), 3)}
+        return int(reply[0]), drift
 
     async def markers(self, job_id: str) -> dict[int, str] | None:
         """Every item marker of the job (index -> ``r``/``s``/``f``); None if not cached.
@@ -339,8 +356,8 @@ class JobStateCache:
 
     async def _run(self, script: str, job_id: str, args: list[str]) -> Any:
         with redis_errors(script):
-            return await self._scripts[script](keys=[self.key(job_id), self._backlog_key],
-                                               args=args)
+            return await self._scripts[script](
+                keys=[self.key(job_id), self._backlog_key, self._live_key], args=args)
 
 
 def _hash_fields(

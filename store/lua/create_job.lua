@@ -4,6 +4,7 @@
 --
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash (items not yet terminal per model:priority and per tenant)
+-- KEYS[3]  the live set: the keys of jobs that hold backlog, by expires_at (for reconciling)
 -- ARGV[1]  expires_at in epoch milliseconds (PEXPIREAT: the hash lives and dies with the job)
 -- ARGV[2]  items this job adds to the backlog (total on submit; not-yet-done on restore)
 -- ARGV[3..] field, value pairs: the job fields and, on restore, the markers of done items
@@ -26,5 +27,6 @@ if created == 1 and add > 0 then
   local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
   redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], add)
   redis.call('HINCRBY', KEYS[2], 't:' .. j[3], add)
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[1]) / 1000, key)
 end
 return created

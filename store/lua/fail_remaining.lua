@@ -5,6 +5,7 @@
 --
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: newly failed items leave it
+-- KEYS[3]  the live set: the job leaves it
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  error code
 -- ARGV[3]  error message
@@ -56,4 +57,5 @@ if succeeded > 0 then outcome = 'partial' else outcome = 'all_failed' end
 redis.call('HSET', key, 'status', 'failed', 'outcome', outcome, 'finished_at', ARGV[1],
   'failed', failed, 'running', 0, 'error_code', ARGV[2], 'error_message', ARGV[3])
 redis.call('HINCRBY', key, 'rev', 1)
+redis.call('ZREM', KEYS[3], key)
 return {'failed', outcome, newly, 1}

@@ -6,6 +6,7 @@
 --
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: counted items leave it (per model:priority and per tenant)
+-- KEYS[3]  the live set: a job that becomes terminal leaves it
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2..] index, mark pairs; mark is 's' (succeeded) or 'f' (failed)
 -- Returns {status, outcome or '', newly_counted, became_terminal (0|1)}, or false when the
@@ -70,6 +71,7 @@ if succeeded + failed == total then
     status, outcome = 'succeeded', 'partial'
   end
   became = 1
+  redis.call('ZREM', KEYS[3], key)
   redis.call('HSET', key, 'status', status, 'outcome', outcome, 'finished_at', now)
 else
   status, outcome = 'running', ''

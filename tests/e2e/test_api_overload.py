@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.gateway.support import assert_problem, running, tenants_with
+from tests.gateway.support import assert_problem, running, services, tenants_with
 
 
 def job(n: int, text: str = "load") -> dict:
@@ -64,6 +64,21 @@ async def test_a_tenant_over_its_backlog_quota_is_429_until_its_backlog_drops(se
         # Items leave the backlog as they end (here: cancelled), and the quota frees up.
         await a.post(f"/v1/jobs/{first}/cancel")
         assert (await a.post("/v1/jobs", json=job(50))).status_code == 202
+
+
+async def test_a_drifted_backlog_counter_heals_itself(settings, tmp_path) -> None:
+    tenants = tenants_with(tmp_path / "t.toml", alpha={"backlog_quota": 100})
+    async with running(settings, tenants_file=tenants, backlog_reconcile_s=0.2) as svc, \
+            svc.client() as c:
+        await c.post("/v1/jobs", json=job(10))
+        redis = services(svc).redis
+        await redis.hincrby("inferq:backlog", "t:alpha", 1000)  # drift (e.g. a lost update)
+        deadline = time.monotonic() + 10
+        while (r := await c.post("/v1/jobs", json=job(50))).status_code != 202:
+            assert_problem(r, 429, "quota_exceeded")
+            assert time.monotonic() < deadline, "the backlog counter never healed"
+            await asyncio.sleep(0.1)
+        assert await services(svc).cache.tenant_backlog("alpha") == 60
 
 
 async def test_a_model_backlog_over_its_limit_is_503_overloaded(settings) -> None:
