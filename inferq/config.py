@@ -51,7 +51,9 @@ class Settings:
     """JetStream replicas for the streams (R3 in production)."""
     batch_ack_wait_s: float = 60.0
     """AckWait of a batch on BATCHES: longer than the slowest batch runs (heartbeats extend it)."""
-    batch_max_deliver: int = 6
+    batch_max_deliver: int = 10
+    """Hard bound on deliveries of one batch. Poison items are isolated and failed earlier
+    (see gpu_runner/redelivery.py); this bounds everything else (e.g. repeated outages)."""
     chunk_ack_wait_s: float = 30.0
     max_queue_delay_s: float = 0.05
     """How long the oldest item of a partly filled bucket may wait before its batch fires."""

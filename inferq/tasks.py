@@ -15,5 +15,6 @@ async def stop_task(task: asyncio.Task | None, grace: float) -> None:
         await asyncio.wait_for(asyncio.shield(task), grace)
     except (TimeoutError, asyncio.CancelledError):
         task.cancel()
+        # Bounded too: a library that swallows the cancellation must not hang shutdown.
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+            await asyncio.wait({task}, timeout=5.0)

@@ -74,7 +74,7 @@ async def test_each_runner_crash_point_fired_repeatedly_ends_with_exact_counts(
     cluster = make_cluster(batch_ack_wait_s=4.0)
     cluster.add("gateway")
     cluster.add("scheduler")
-    runner = cluster.add("runner", INFERQ_FAULTS=f"{point}:0.25",
+    runner = cluster.add("runner", INFERQ_FAULTS=f"{point}:0.2",
                          INFERQ_FAULTS_SEED=str(SEED))
     await cluster.ready()
     cluster.supervise()
@@ -87,7 +87,7 @@ async def test_each_runner_crash_point_fired_repeatedly_ends_with_exact_counts(
     [doc] = (await check_invariants(cluster, {job: total})).values()
     assert doc["counts"]["succeeded"] == total
     ran = await inferred(cluster)
-    print(f"\n{point} @0.25: crashes {runner.crashes}, duplicates executed "
+    print(f"\n{point} @0.2: crashes {runner.crashes}, duplicates executed "
           f"{(ran - total) / total:.3f}")
     assert runner.crashes >= 2  # the point fired repeatedly
 
