@@ -9,13 +9,17 @@ would, and counts the crashes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ import redis.asyncio as aioredis
 from inferq.config import Settings
 from inferq.embedded import ServerProcess, free_port, nats_server, redis_server
 from schemas.states import JOB_RANK, JobStatus
+from tests.chaos.nats_cluster import NatsCluster
 from tests.e2e.harness import KEYS, make_settings, role_env
 
 SCALE = os.environ.get("INFERQ_CHAOS_SCALE", "short")
@@ -84,21 +89,34 @@ class Cluster:
     nats: ServerProcess
     redis: ServerProcess
     roles: list[Role] = field(default_factory=list)
+    nats_cluster: NatsCluster | None = None
+    """With ``nats_nodes > 1``: the JetStream cluster (``nats`` is then its first node)."""
     _supervisor: asyncio.Task | None = None
 
     @classmethod
-    def create(cls, tmp: Path, model_repo: Path, **overrides) -> Cluster:
+    def create(cls, tmp: Path, model_repo: Path, *, nats_nodes: int = 1,
+               **overrides) -> Cluster:
+        """Servers on free loopback ports; ``nats_nodes=3`` makes a 3-node JetStream cluster
+        whose streams are R3 (``stream_replicas`` may override), the roles given every node."""
         (tmp / "logs").mkdir(parents=True, exist_ok=True)
-        nats = nats_server(tmp / "nats", log_path=tmp / "logs" / "nats.log").start()
+        nats_cluster = None
+        if nats_nodes > 1:
+            nats_cluster = NatsCluster(tmp / "nats", nats_nodes, log_dir=tmp / "logs").start()
+            nats, nats_url = nats_cluster.nodes[0].server, nats_cluster.url
+            overrides.setdefault("stream_replicas", nats_nodes)
+        else:
+            nats = nats_server(tmp / "nats", log_path=tmp / "logs" / "nats.log").start()
+            nats_url = f"nats://127.0.0.1:{nats.port}"
         redis = redis_server(tmp / "redis", log_path=tmp / "logs" / "redis.log").start()
-        settings = make_settings(tmp, f"nats://127.0.0.1:{nats.port}",
-                                 f"redis://127.0.0.1:{redis.port}/0", model_repo, **overrides)
-        return cls(tmp, settings, nats, redis)
+        settings = make_settings(tmp, nats_url, f"redis://127.0.0.1:{redis.port}/0",
+                                 model_repo, **overrides)
+        return cls(tmp, settings, nats, redis, nats_cluster=nats_cluster)
 
     def add(self, name: str, **env: str) -> Role:
         extra = {"INFERQ_BATCH_ACK_WAIT_S": str(self.settings.batch_ack_wait_s),
                  "INFERQ_CHUNK_ACK_WAIT_S": str(self.settings.chunk_ack_wait_s),
-                 "INFERQ_CHUNK_ITEMS": str(self.settings.chunk_items)}
+                 "INFERQ_CHUNK_ITEMS": str(self.settings.chunk_items),
+                 "INFERQ_STREAM_REPLICAS": str(self.settings.stream_replicas)}
         if name != "gateway":
             extra["INFERQ_HTTP_PORT"] = str(free_port())
         role = Role(name, role_env(self.settings, **extra, **env),
@@ -145,7 +163,23 @@ class Cluster:
         for r in self.roles:
             r.stop(grace=10)
         self.redis.stop()
-        self.nats.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
+        else:
+            self.nats.stop()
+
+    @property
+    def crashes(self) -> dict[str, int]:
+        """Restarts the supervisor made, per role (``runner-2``: the role added third)."""
+        return {f"{r.name}-{i}": r.crashes for i, r in enumerate(self.roles) if r.crashes}
+
+    def log_lines(self, needle: str, role: str | None = None) -> int:
+        """Lines containing ``needle`` in the roles' logs (all roles, or one kind)."""
+        n = 0
+        for path in sorted((self.tmp / "logs").glob(f"{role or ''}*.log")):
+            with open(path, errors="replace") as fh:
+                n += sum(needle in line for line in fh)
+        return n
 
     def client(self, tenant: str = "alpha") -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30,
@@ -155,26 +189,30 @@ class Cluster:
 class StatusWatch:
     """Polls a job and records every status seen: status must never move backwards."""
 
-    def __init__(self, client: httpx.AsyncClient, job_id: str):
+    def __init__(self, client: httpx.AsyncClient, job_id: str, interval: float = 0.1):
         self.job_id = job_id
+        self.interval = interval
         self.seen: list[str] = []
         self.errors_5xx = 0
+        self.answers: Counter[str] = Counter()
+        """Every answer by status and code, e.g. ``200``, ``503 unavailable``."""
         self._client = client
         self._task = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:
-        while True:
+        while not self._client.is_closed:  # (a test that failed early closed it)
             try:
                 r = await self._client.get(f"/v1/jobs/{self.job_id}")
+                self.answers[answer(r)] += 1
                 if r.status_code >= 500:
                     self.errors_5xx += 1
                 elif r.status_code == 200:
                     s = r.json()["status"]
                     if not self.seen or self.seen[-1] != s:
                         self.seen.append(s)
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
+            except httpx.HTTPError as exc:
+                self.answers[type(exc).__name__] += 1
+            await asyncio.sleep(self.interval)
 
     async def until_terminal(self, within: float) -> str:
         deadline = time.monotonic() + within
@@ -191,6 +229,119 @@ class StatusWatch:
         ranks = [JOB_RANK[JobStatus(s)] for s in self.seen]
         assert ranks == sorted(ranks), f"status moved backwards: {self.seen}"
         assert len([s for s in self.seen if s in ("succeeded", "failed")]) == 1, self.seen
+
+
+def answer(r: httpx.Response) -> str:
+    """``200``, or an error's status and envelope code: ``503 unavailable``."""
+    if r.status_code < 400:
+        return str(r.status_code)
+    try:
+        return f"{r.status_code} {r.json().get('code')}"
+    except ValueError:
+        return f"{r.status_code} (no envelope)"
+
+
+async def down_for(server: ServerProcess, seconds: float, *, kill: bool = False) -> None:
+    """An outage: stop the server (SIGTERM; SIGKILL with ``kill``), wait, start it again on
+    the same port with the same data directory (its argv and config are unchanged)."""
+    await asyncio.to_thread(server.kill if kill else server.stop)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(server.start)
+
+
+@contextlib.asynccontextmanager
+async def store_locked(db_path: str) -> AsyncIterator[None]:
+    """The SQLite result store unavailable to writers: another connection holds
+    ``BEGIN EXCLUSIVE`` until the block ends (in WAL mode readers still read)."""
+    taken, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def hold() -> None:
+        conn = sqlite3.connect(db_path, timeout=60, isolation_level=None)
+        try:
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+            except sqlite3.Error as exc:  # reported in the test, not lost in a thread
+                failed.append(exc)
+                return
+            finally:
+                taken.set()
+            release.wait()
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=hold, name="store-lock", daemon=True)
+    thread.start()
+    await asyncio.to_thread(taken.wait)
+    if failed:
+        raise failed[0]
+    try:
+        yield
+    finally:
+        release.set()
+        await asyncio.to_thread(thread.join)
+
+
+async def dlq_messages(cluster: Cluster) -> int:
+    """Batches dead-lettered (the DLQ stream's message count)."""
+    import nats
+
+    nc = await nats.connect(cluster.settings.nats_url.split(","))
+    try:
+        return (await nc.jetstream().stream_info("DLQ")).state.messages
+    finally:
+        await nc.close()
+
+
+def item_error_codes(cluster: Cluster, job_id: str) -> Counter[str]:
+    """The error codes of a job's failed item rows."""
+    db = sqlite3.connect(cluster.settings.results_url.removeprefix("sqlite:///"))
+    try:
+        return Counter(code for (code,) in db.execute(
+            "select error_code from items where job_id = ? and status = 'failed'", (job_id,)))
+    finally:
+        db.close()
+
+
+async def done_items(client: httpx.AsyncClient, job_id: str) -> int:
+    """Succeeded + failed, from the status document (0 while it cannot be read)."""
+    r = await client.get(f"/v1/jobs/{job_id}")
+    if r.status_code != 200:
+        return 0
+    counts = r.json()["counts"]
+    return counts["succeeded"] + counts["failed"]
+
+
+async def until_done(client: httpx.AsyncClient, job_id: str, at_least: int,
+                     within: float = 120) -> int:
+    """Wait until the job has at least ``at_least`` items done; returns how many."""
+    deadline = time.monotonic() + within
+    while (done := await done_items(client, job_id)) < at_least:
+        assert time.monotonic() < deadline, f"{job_id}: {done} < {at_least} after {within}s"
+        await asyncio.sleep(0.05)
+    return done
+
+
+async def until_all_terminal(client: httpx.AsyncClient, jobs: dict[str, int], within: float,
+                             stall_s: float = 30) -> None:
+    """Wait until every job is terminal; fail early once no item has been counted anywhere for
+    ``stall_s`` (longer than any AckWait here: redelivery would have made progress)."""
+    deadline = time.monotonic() + within
+    last, since = -1, time.monotonic()
+    while True:
+        docs = [(await client.get(f"/v1/jobs/{j}")) for j in jobs]
+        docs = [r.json() for r in docs if r.status_code == 200]
+        if len(docs) == len(jobs) and all(d["status"] in ("succeeded", "failed") for d in docs):
+            return
+        done = sum(d["counts"]["succeeded"] + d["counts"]["failed"] for d in docs)
+        if done != last:
+            last, since = done, time.monotonic()
+        now = time.monotonic()
+        assert now - since < stall_s, f"stalled: {done} of {sum(jobs.values())} items done, " \
+                                      f"no progress for {stall_s}s"
+        assert now < deadline, f"not terminal after {within}s: {done} of {sum(jobs.values())}"
+        await asyncio.sleep(0.2)
 
 
 async def check_invariants(cluster: Cluster, jobs: dict[str, int]) -> dict[str, dict]:
