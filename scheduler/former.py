@@ -102,6 +102,15 @@ class BatchFormer:
     def __len__(self) -> int:
         return self._count
 
+    def requeue(self, items: list[PendingItem]) -> None:
+        """Put the items of a batch that could not be published back at the front of their
+        buckets (they keep their enqueue time, so they are formed again first)."""
+        for item in reversed(items):
+            b = self._buckets[self.bucket_for(item.length)]
+            b.lanes.setdefault(item.priority, deque()).appendleft(item)
+            self._count += 1
+            self._by_priority[item.priority] = self._by_priority.get(item.priority, 0) + 1
+
     def count(self, priority: str) -> int:
         """Items of one priority waiting in the buckets."""
         return self._by_priority.get(priority, 0)

@@ -58,6 +58,8 @@ class ModelPipe:
     config: ModelConfig
     tokenizer: TextTokenizer
     former: BatchFormer
+    unsent: list[tuple[Batch, tuple[str, int]]] = field(default_factory=list)
+    """Batches of pre-failed items not yet published, with the chunk they settle."""
 
 
 class Scheduler:
@@ -208,22 +210,48 @@ class Scheduler:
             else:
                 failed.append(FailedItem(chunk.job_id, it.index, enc.code, enc.message, it.id))
         if failed:
-            await self._publish(pipe, Batch(uuid.uuid4().hex, pipe.name, pipe.version, 0, [],
-                                            failed, time.time()))
-            self._settle([(key, len(failed))])
+            pipe.unsent.append((Batch(uuid.uuid4().hex, pipe.name, pipe.version, 0, [], failed,
+                                      time.time()), key))
+            await self._publish_unsent(pipe)
         return len(chunk.items)
+
+    async def _publish_unsent(self, pipe: ModelPipe) -> None:
+        """Publish the batches of items that failed before inference (empty text, deadline);
+        those that cannot be published now stay queued and are retried on the next step."""
+        while pipe.unsent:
+            batch, key = pipe.unsent[0]
+            try:
+                await self._publish(pipe, batch)
+            except Exception:
+                log.warning("publishing %d failed item(s) failed; will retry",
+                            len(batch.failed), exc_info=True)
+                return
+            pipe.unsent.pop(0)
+            self._settle([(key, len(batch.failed))])
 
     async def _publish_ready(self) -> bool:
         worked = False
         now = time.monotonic()
         for pipe in self._pipes.values():
+            if pipe.unsent:
+                await self._publish_unsent(pipe)
             if not len(pipe.former):
                 continue
             credit = await self._credit(pipe)
             if credit <= 0:
                 continue
-            for fb in pipe.former.pop_ready(now, limit=credit):
-                await self._publish(pipe, self._to_batch(pipe, fb))
+            formed = pipe.former.pop_ready(now, limit=credit)
+            for n, fb in enumerate(formed):
+                try:
+                    await self._publish(pipe, self._to_batch(pipe, fb))
+                except Exception:
+                    # Not published (NATS down, a leader election, a full store): the items go
+                    # back to their buckets, to be formed again; nothing is settled or acked.
+                    for unsent in formed[n:]:
+                        pipe.former.requeue(unsent.items)
+                    log.warning("publishing a batch failed; %d item(s) requeued",
+                                sum(len(b.items) for b in formed[n:]), exc_info=True)
+                    break
                 self._observe(pipe, fb, now)
                 faults.crash_point("scheduler.after_publish")
                 counts: dict[tuple[str, int], int] = {}

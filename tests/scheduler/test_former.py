@@ -105,3 +105,14 @@ def test_the_former_counts_what_it_holds_per_priority() -> None:
     assert (f.count("batch"), f.count("interactive")) == (5, 1)
     f.pop_ready(now=0.0, limit=1)  # interactive first, then 3 batch items
     assert (f.count("batch"), f.count("interactive"), len(f)) == (2, 0, 2)
+
+
+def test_a_batch_that_could_not_be_published_is_formed_again_first() -> None:
+    f = former(max_batch_size=4)
+    for i in range(6):
+        f.add(item(i, 10, t=float(i)))
+    [first] = f.pop_ready(now=0.0, limit=1)
+    f.requeue(first.items)
+    assert len(f) == 6 and f.count("batch") == 6
+    [again] = f.pop_ready(now=0.0, limit=1)
+    assert [it.index for it in again.items] == [it.index for it in first.items]
