@@ -9,6 +9,7 @@ EXCLUSIVE``. Short versions run in CI; ``INFERQ_CHAOS_SCALE=long`` makes the out
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 
@@ -63,6 +64,15 @@ async def served_again(c: httpx.AsyncClient, job: str, within: float = 20) -> fl
     return time.monotonic() - t0
 
 
+def longest_backoff(cluster: Cluster) -> float:
+    """The longest nak delay the runners chose (0.5 s doubling per delivery: it says how
+    deep into the MaxDeliver schedule an outage went)."""
+    delays = [0.0]
+    for path in (cluster.tmp / "logs").glob("runner*.log"):
+        delays += [float(m) for m in re.findall(r"nak, retry in ([0-9.]+)s", path.read_text())]
+    return max(delays)
+
+
 def start(make_cluster) -> Cluster:
     cluster = make_cluster(batch_ack_wait_s=5.0)
     cluster.add("gateway")
@@ -110,7 +120,8 @@ async def test_redis_down_mid_job_then_back_completes_exactly_without_dead_lette
     naks = cluster.log_lines("transient error", "runner")
     print(f"\nredis down {outage}s at {before}/{total} done: during {during}; served again "
           f"{recovered:.2f}s after restart; after {after}; polls {dict(watch.answers)}; "
-          f"runner naks {naks}; duplicates executed {(ran - total) / total:.3f}")
+          f"runner naks {naks}, longest backoff {longest_backoff(cluster)}s; duplicates "
+          f"executed {(ran - total) / total:.3f}")
     assert set(during.values()) == {"503 unavailable"}, during
     assert set(after.values()) <= {"200", "202"}, after
 
@@ -130,6 +141,7 @@ async def test_store_locked_mid_job_then_released_completes_exactly_without_dead
         before = await until_done(c, job, total // 4)
         async with store_locked(db):
             t0 = time.monotonic()
+            await asyncio.sleep(0.5)  # a write-back whose rows just made it counts them now
             stalled = await done_items(c, job)
             during = await probe(c, job, jobs)  # the submit waits out the busy timeout
             await asyncio.sleep(max(0.0, outage - (time.monotonic() - t0)))
@@ -140,7 +152,8 @@ async def test_store_locked_mid_job_then_released_completes_exactly_without_dead
     naks = cluster.log_lines("transient error", "runner")
     print(f"\nstore locked {outage}s at {before}/{total} done: during {during}; items counted "
           f"while locked {stalled}; after {after}; polls {dict(watch.answers)}; runner naks "
-          f"{naks}; duplicates executed {(ran - total) / total:.3f}")
+          f"{naks}, longest backoff {longest_backoff(cluster)}s; duplicates executed "
+          f"{(ran - total) / total:.3f}")
     assert during["POST /v1/jobs"] == "503 unavailable", during
     assert during["GET /v1/jobs/{id}"] == "200", during  # status comes from Redis
     assert stalled == 0  # nothing is counted before its row is written
