@@ -144,6 +144,19 @@ class Cluster:
                 await asyncio.sleep(0.2)
         raise AssertionError("gateway not ready")
 
+    async def started(self, within: float = 120) -> None:
+        """Every role got through its start-up (it logs ``<Role> started``): the runner has
+        loaded its model and joined its consumer. A role whose start-up fails exits, to be
+        restarted by its supervisor, so chaos that must find running roles waits for this."""
+        deadline = time.monotonic() + within
+        for r in self.roles:
+            while True:
+                text = r.log.read_text(errors="replace") if r.log.exists() else ""
+                if text.count("Role started") >= r.starts:
+                    break
+                assert time.monotonic() < deadline, f"{r.log.name}: not started in {within}s"
+                await asyncio.sleep(0.2)
+
     def supervise(self) -> None:
         """Restart any role that died (crash points, poison items, kills)."""
 
