@@ -75,6 +75,7 @@ async def test_cancel_and_deadline_with_items_in_flight_end_exactly_once(make_cl
     cluster.add("scheduler")
     cluster.add("runner")
     await cluster.ready()
+    await cluster.started()  # the runner has its model: the deadline clock is not start-up
     cluster.supervise()
     n_cancel, n_deadline, timeout_s = scaled(1500, 5000), scaled(3000, 10_000), scaled(6, 20)
     async with cluster.client("alpha") as a, cluster.client("beta") as b:
