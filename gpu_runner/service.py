@@ -203,7 +203,13 @@ class Runner:
     async def _finish(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
         async def commit_and_ack() -> None:
             await self._writeback.commit(records, time.time())
-            await msg.ack_sync()
+            try:
+                await msg.ack_sync()
+            except Exception as exc:  # noqa: BLE001 - NATS outage: expected, and harmless
+                # Counted already: the redelivery will find every item done and just ack.
+                log.warning("ack of batch %s failed (%s); it will be redelivered and skipped",
+                            batch.batch_id, exc)
+                return
             self.batches_done += 1
             faults.crash_point("runner.after_ack")
 

@@ -84,6 +84,8 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._last_lane_refresh = 0.0
         self.published_batches = 0
+        self._publish_failures = 0
+        self._retry_publish_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -232,6 +234,8 @@ class Scheduler:
     async def _publish_ready(self) -> bool:
         worked = False
         now = time.monotonic()
+        if now < self._retry_publish_at:
+            return False
         for pipe in self._pipes.values():
             if pipe.unsent:
                 await self._publish_unsent(pipe)
@@ -244,14 +248,20 @@ class Scheduler:
             for n, fb in enumerate(formed):
                 try:
                     await self._publish(pipe, self._to_batch(pipe, fb))
-                except Exception:
+                except Exception as exc:  # noqa: BLE001 - any publish failure: retry later
                     # Not published (NATS down, a leader election, a full store): the items go
                     # back to their buckets, to be formed again; nothing is settled or acked.
+                    # Back off (0.25 s doubling to 2 s) and log once per streak.
                     for unsent in formed[n:]:
                         pipe.former.requeue(unsent.items)
-                    log.warning("publishing a batch failed; %d item(s) requeued",
-                                sum(len(b.items) for b in formed[n:]), exc_info=True)
+                    self._publish_failures += 1
+                    self._retry_publish_at = now + min(2.0, 0.25 * 2 ** (
+                        self._publish_failures - 1))
+                    if self._publish_failures == 1:
+                        log.warning("publishing a batch failed (%s); %d item(s) requeued, "
+                                    "backing off", exc, sum(len(b.items) for b in formed[n:]))
                     break
+                self._publish_failures = 0
                 self._observe(pipe, fb, now)
                 faults.crash_point("scheduler.after_publish")
                 counts: dict[tuple[str, int], int] = {}

@@ -43,8 +43,9 @@ SEED = 20261207
 
 
 def requeued_batches(cluster: Cluster) -> int:
-    """Batch publishes JetStream refused, whose items the scheduler put back in its buckets
-    (before 4c71d1e such items were dropped and their chunks held forever: a stalled job)."""
+    """Streaks of batch publishes JetStream refused, whose items the scheduler put back in its
+    buckets (logged once per streak; before 4c71d1e such items were dropped and their chunks
+    held forever: a stalled job)."""
     return cluster.log_lines("item(s) requeued", "scheduler")
 
 
