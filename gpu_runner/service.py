@@ -271,9 +271,9 @@ class Runner:
         counted; run the items under no suspicion first, as one part; then the suspects (the
         part that was running when a runner died) one by one; then the quarantined items
         (each once running alone when a runner died) one by one, each committed before the
-        next. An item that was running alone when a runner died twice is poison: it alone
-        fails (``internal_error``) and is recorded in the DLQ. An ordinary crash costs one
-        resumed batch and no splitting."""
+        next. An item that was running alone when a runner died POISON_STRIKES times is
+        poison: it alone fails (``internal_error``) and is recorded in the DLQ. An ordinary
+        crash costs one resumed batch and no splitting."""
         records, run = await self._live_work(batch, time.time())
         await self._writeback.commit(records, time.time())
         done: set[tuple[str, int]] = set()
