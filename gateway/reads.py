@@ -5,7 +5,6 @@ existed, so it is a 404 before the purge too)."""
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import AsyncIterator
 
@@ -19,25 +18,27 @@ from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
 from schemas.states import ItemStatus, JobStatus
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.rebuild import rebuild_job_cache
-from store.results.base import ItemRecord, JobRecord, ResultStore
+from store.results.base import (
+    InvalidCursor,
+    ItemRecord,
+    JobRecord,
+    ResultStore,
+    decode_cursor,
+    encode_cursor,
+)
 
 _OUTPUT = msgspec.msgpack.Decoder(EmbeddingOutput)
 _JSON = msgspec.json.Encoder()
 
 
-def encode_cursor(index: int) -> str:
-    return base64.urlsafe_b64encode(f"i:{index}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
+def decode_index_cursor(cursor: str | None) -> int:
+    """The last index of the previous page (-1 for the first page), from the store's opaque
+    cursor format; a cursor this API did not return is a 400."""
     if not cursor:
         return -1
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("i:"):
-            raise ValueError(raw)
-        return int(raw[2:])
-    except (ValueError, UnicodeDecodeError) as exc:
+        return decode_cursor(cursor, (int,))[0]
+    except InvalidCursor as exc:
         raise E.InvalidRequest("cursor is not one this API returned",
                                errors=[FieldError("query:cursor", "invalid cursor")]) from exc
 
@@ -81,7 +82,7 @@ class JobReader:
     async def page(self, tenant: str, job_id: str, *, status: str | None, cursor: str | None,
                    limit: int) -> ResultsPage:
         job = await self.owned_job(tenant, job_id)
-        after = decode_cursor(cursor)
+        after = decode_index_cursor(cursor)
         ended = await self._ended_by(job)
         if ended is None:  # the store filters and pages by itself
             rows = await self._store.get_items(job_id, status=status, after_index=after,
@@ -96,7 +97,7 @@ class JobReader:
                         break
         more = len(items) > limit
         items = items[:limit]
-        nxt = encode_cursor(items[-1].index) if more and items else None
+        nxt = encode_cursor([items[-1].index]) if more and items else None
         return ResultsPage(job_id=job_id, items=items, next_cursor=nxt)
 
     async def _ended_by(self, job: JobRecord) -> ItemError | None:

@@ -276,11 +276,7 @@ class Runner:
         crash costs one resumed batch and no splitting."""
         records, run = await self._live_work(batch, time.time())
         await self._writeback.commit(records, time.time())
-        done: set[tuple[str, int]] = set()
-        for job_id in {it.job_id for it in run}:
-            idx = [it.index for it in run if it.job_id == job_id]
-            done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
-        todo = [it for it in run if (it.job_id, it.index) not in done]
+        todo = await self._not_counted(run)
         ledger = await self._ledger.load(batch.batch_id)
         suspects = {tuple(k) for k in ledger.running}
 
@@ -306,6 +302,14 @@ class Runner:
         await msg.ack_sync()
         await self._ledger.forget(batch.batch_id)
         self.batches_done += 1
+
+    async def _not_counted(self, items: list[BatchItem]) -> list[BatchItem]:
+        """The items no runner has counted yet (one marker read per job)."""
+        done: set[tuple[str, int]] = set()
+        for job_id in {it.job_id for it in items}:
+            idx = [it.index for it in items if it.job_id == job_id]
+            done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
+        return [it for it in items if (it.job_id, it.index) not in done]
 
     async def _fail_poison(self, batch: Batch, items: list[BatchItem], deliveries: int) -> None:
         """Record the batch in the DLQ naming its poison items, and fail those items alone."""
@@ -386,14 +390,10 @@ class Runner:
         metrics.DLQ.labels(self._model).inc()
         now = time.time()
         records, run = await self._live_work(batch, now)
-        done: set[tuple[str, int]] = set()
-        for job_id in {it.job_id for it in run}:
-            idx = [it.index for it in run if it.job_id == job_id]
-            done |= {(job_id, i) for i in await self._writeback.done_items(job_id, idx)}
         err = ItemError.of(ErrorCode.INTERNAL_ERROR,
                            f"the item's batch failed {deliveries - 1} times ({reason})")
         records += [self._failed_record(it.job_id, it.index, it.client_id, err, now)
-                    for it in run if (it.job_id, it.index) not in done]
+                    for it in await self._not_counted(run)]
         await self._writeback.commit(records, now)
         await msg.term()
         log.error("batch %s dead-lettered after %d deliveries; %d item(s) failed",

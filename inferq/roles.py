@@ -109,7 +109,6 @@ class RunnerRole:
         name, version = repo.resolve(s.runner_model)
         backend = create_backend(s.backend, repo.version_dir(name, version),
                                  repo.config(name, version), threads=s.backend_threads)
-        await asyncio.to_thread(backend.load)
         await asyncio.to_thread(backend.warmup)
         self._backend = backend
         self._redis = _redis(s)

@@ -28,6 +28,7 @@ from inferq.models.tokenize import Encoded, TextTokenizer
 from inferq.tasks import stop_task
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import BatchFormer, FormedBatch, PendingItem
+from scheduler.lanes import LaneConsumers
 from scheduler.observer import QueueObserver
 from scheduler.runners import RunnerRegistry
 from schemas import subjects
@@ -76,7 +77,6 @@ class Scheduler:
                                        target_wait_s=settings.target_wait_s)
         self._repo = repo or ModelRepository(settings.model_repo)
         self._policy = FairShare(weight_of)
-        from scheduler.lanes import LaneConsumers
         self._lanes = LaneConsumers(self._js, ack_wait_s=settings.chunk_ack_wait_s)
         self._pipes: dict[tuple[str, int], ModelPipe] = {}
         self._held: dict[tuple[str, int], HeldChunk] = {}
@@ -147,12 +147,9 @@ class Scheduler:
             lane = self._policy.next_lane()
             if lane is None:
                 break
-            msg = await self._fetch(lane)
-            if msg is None:
+            if await self._pull_from(lane) is None:
                 self._policy.deactivate(lane)
                 continue
-            n = await self._accept(msg)
-            self._policy.charge(lane, n)
             pulled = True
         return pulled
 
@@ -162,14 +159,20 @@ class Scheduler:
         for lane in self._policy.lanes():
             if lane.priority != "interactive" or held >= self._hold_limit() // 4:
                 continue
-            msg = await self._fetch(lane)
-            if msg is None:
-                continue
-            n = await self._accept(msg)
-            self._policy.charge(lane, n)
-            held += n
-            pulled = True
+            n = await self._pull_from(lane)
+            if n is not None:
+                held += n
+                pulled = True
         return pulled
+
+    async def _pull_from(self, lane: Lane) -> int | None:
+        """One chunk from the lane into the formers, charged to the lane; None if empty."""
+        msg = await self._fetch(lane)
+        if msg is None:
+            return None
+        n = await self._accept(msg)
+        self._policy.charge(lane, n)
+        return n
 
     async def _fetch(self, lane: Lane) -> Msg | None:
         sub = await self._lanes.subscription(lane)
