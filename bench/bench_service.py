@@ -4,17 +4,20 @@ Starts the `inferq dev` topology (nats-server and redis-server from their wheels
 scheduler and one runner as separate processes; SQLite), then measures on real-length English
 text (Python standard library docstrings):
 
-- efficiency: end-to-end items/s of one N-item job (submit to terminal) divided by the
-  backend's own items/s on the same texts, sorted by length and batched ideally, measured in
-  the same run (before and after the service run; the mean is used);
+- efficiency: end-to-end items/s of one N-item job (submit to terminal, nothing else running)
+  divided by the backend's own items/s on the same texts, sorted by length and batched
+  ideally, measured in the same run (before and after the service run; the mean is used),
+  with each process's CPU seconds over the job's window;
 - padding: padded tokens / real tokens with the scheduler's bucketing versus padding each
   arrival-order batch of 32 to its longest item;
-- isolation: a 1-item interactive job's latency (p50/p95) while the big job runs, versus idle;
+- isolation: a 1-item interactive job's latency (p50/p95) while the same N-item job runs a
+  second time, versus idle (and that job's items/s with the probes alongside);
 - batch-size distribution and runner busy ratio during the run;
 - submit-to-202 latency p50/p99 for 1-item and 1,000-item jobs, and status polls per second.
 
     python bench/bench_service.py            # 10,000 items
     python bench/bench_service.py --quick    # 2,000 items, fewer samples
+    python bench/bench_service.py --profile /tmp/prof   # + py-spy stacks per role (pip install py-spy)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -134,8 +139,24 @@ async def scrape(port: int, name: str) -> dict[str, float]:
     }
 
 
+def _profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
+    """py-spy (collapsed stacks) on each role for the window; stopped with SIGINT."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        subprocess.Popen(
+            [spy, "record", "--format", "raw", "--nonblocking", "--threads", "-r", "50",
+             "-p", str(pid), "-o", str(out / f"{role}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for role, pid in pids.items()
+        if role in ("runner", "scheduler", "gateway")
+    ]
+
+
 async def service_run(
-    url: str, texts: list[str], quick: bool, sched_port: int, runner_port: int
+    url: str, texts: list[str], quick: bool, sched_port: int, runner_port: int,
+    pids: dict[str, int], profile_dir: Path | None,
 ) -> dict:
     big = httpx.AsyncClient(
         base_url=url, timeout=120, headers={"Authorization": f"Bearer {KEYS['big']}"}
@@ -180,15 +201,44 @@ async def service_run(
 
         await asyncio.gather(*[poller() for _ in range(16)])
         out["polls_per_s"] = polls / 3
+        big_body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
+        # 1. Efficiency: the big job alone, with CPU time per process over its window.
         before = await scrape(sched_port, "inferq_batch_size_bucket")
-        # The big job, with isolation probes and busy-ratio samples alongside.
+        cpu_before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
+        spies = _profile(pids, profile_dir) if profile_dir else []
+        busy: list[float] = []
+
+        async def sample_busy() -> None:
+            while True:
+                await asyncio.sleep(2)
+                m = await scrape(runner_port, "inferq_runner_busy_ratio")
+                busy.extend(m.values())
+
+        sampler = asyncio.create_task(sample_busy())
         t0 = time.perf_counter()
-        r = await big.post(
-            "/v1/jobs", json={"model": "minilm", "inputs": [{"text": t} for t in texts]}
+        r = await big.post("/v1/jobs", json=big_body)
+        r.raise_for_status()
+        doc = await wait_done(big, r.json()["job_id"], 0.1)
+        wall = time.perf_counter() - t0
+        sampler.cancel()
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(30)
+        assert doc["counts"]["succeeded"] == len(texts), doc
+        after = await scrape(sched_port, "inferq_batch_size_bucket")
+        out.update(
+            e2e_wall=wall,
+            e2e_rate=len(texts) / wall,
+            busy=busy,
+            batch_hist={k: after[k] - before.get(k, 0) for k in after},
+            cpu_window={k: _cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()},
         )
+        # 2. Isolation: the big job again, with 1-item interactive probes alongside.
+        r = await big.post("/v1/jobs", json=big_body)
         r.raise_for_status()
         big_job = r.json()["job_id"]
-        busy, under_load = [], []
+        under_load: list[float] = []
 
         async def probe() -> None:
             i = 0
@@ -197,26 +247,12 @@ async def service_run(
                 i += 1
                 await asyncio.sleep(0.3)
 
-        async def sample_busy() -> None:
-            while True:
-                await asyncio.sleep(2)
-                m = await scrape(runner_port, "inferq_runner_busy_ratio")
-                busy.extend(m.values())
-
-        tasks = [asyncio.create_task(probe()), asyncio.create_task(sample_busy())]
+        prober = asyncio.create_task(probe())
+        t0 = time.perf_counter()
         doc = await wait_done(big, big_job, 0.2)
-        wall = time.perf_counter() - t0
-        for t in tasks:
-            t.cancel()
-        assert doc["counts"]["succeeded"] == len(texts), doc
-        after = await scrape(sched_port, "inferq_batch_size_bucket")
-        out.update(
-            e2e_wall=wall,
-            e2e_rate=len(texts) / wall,
-            under_load=under_load,
-            busy=busy,
-            batch_hist={k: after[k] - before.get(k, 0) for k in after},
-        )
+        out["probed_rate"] = len(texts) / (time.perf_counter() - t0)
+        prober.cancel()
+        out["under_load"] = under_load
     return out
 
 
@@ -239,6 +275,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=None)
     ap.add_argument("--backend", default=os.environ.get("INFERQ_BACKEND", "auto"))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write py-spy collapsed stacks per role for the efficiency job here")
     args = ap.parse_args()
     n = args.items or (2000 if args.quick else 10_000)
     texts = texts_for(n)
@@ -301,12 +339,14 @@ def main() -> None:
                 pass
             time.sleep(0.2)
         time.sleep(3)  # the runner warms up and registers
-        res = asyncio.run(service_run(url, texts, args.quick, sched_port, runner_port))
-        cpu = {role: _cpu_seconds(p.pid) for role, p in zip(("runner", "scheduler", "gateway"),
-                                                            procs, strict=True)}
-        cpu.update(nats=_cpu_seconds(nats.proc.pid), redis=_cpu_seconds(redis.proc.pid))
-        print("CPU seconds per process over the whole run: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in cpu.items()))
+        pids = {role: p.pid for role, p in zip(("runner", "scheduler", "gateway"), procs,
+                                                strict=True)}
+        pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
+        res = asyncio.run(service_run(url, texts, args.quick, sched_port, runner_port, pids,
+                                      args.profile))
+        print("CPU seconds per process during the efficiency job: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in res["cpu_window"].items())
+            + f" (wall {res['e2e_wall']:.1f} s, {os.cpu_count()} cores)")
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -327,7 +367,8 @@ def main() -> None:
         f"isolation: 1-item interactive latency idle p50 {pct(idle, 0.5) * 1e3:.0f} ms "
         f"p95 {pct(idle, 0.95) * 1e3:.0f} ms; during the big job p50 "
         f"{pct(load, 0.5) * 1e3:.0f} ms p95 {pct(load, 0.95) * 1e3:.0f} ms "
-        f"({len(load)} probes) -> p50 ratio {pct(load, 0.5) / pct(idle, 0.5):.2f}x"
+        f"({len(load)} probes) -> p50 ratio {pct(load, 0.5) / pct(idle, 0.5):.2f}x; "
+        f"the big job ran at {res['probed_rate']:.1f} items/s with the probes"
     )
     if res["busy"]:
         print(

@@ -59,6 +59,7 @@ class Runner:
                  registry: RunnerRegistry, backend: Backend, model: str, version: int,
                  redis: Redis):
         self._s = settings
+        self._nc = nc
         self._js = nc.jetstream()
         self._backend = backend
         self._model, self._version = model, version
@@ -127,9 +128,20 @@ class Runner:
     async def _fetch(self) -> Msg | None:
         try:
             msgs = await self._sub.fetch(1, timeout=1.0)
-            return msgs[0] if msgs else None
         except (TimeoutError, jserr.FetchTimeoutError):
             return None
+        if msgs:
+            await self._signal_taken()
+        return msgs[0] if msgs else None
+
+    async def _signal_taken(self) -> None:
+        """Wake the schedulers: a batch left BATCHES, so there is credit for the next one.
+        A hint only (core NATS, fire and forget): schedulers also poll, so a lost one costs a
+        poll interval, not correctness."""
+        try:
+            await self._nc.publish(subjects.batch_taken_subject(self._model, self._version))
+        except Exception:  # noqa: BLE001 - a lost hint is harmless
+            log.debug("batch-taken signal not sent", exc_info=True)
 
     async def _run(self) -> None:
         """Fetch, execute, write back — overlapped: the next batch is fetched while this one

@@ -7,7 +7,7 @@ same end state: rows are first-writer-wins and the Redis markers count each item
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -20,6 +20,8 @@ from store.redis_errors import CacheMiss
 from store.results.base import ItemRecord, ResultStore
 
 log = logging.getLogger("inferq.runner.writeback")
+
+_STARTED_MEMORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class WriteBack:
         self._cache = cache
         self._model = model
         self._redis = redis
+        self._started: OrderedDict[str, None] = OrderedDict()
+        """Jobs whose start this process has persisted: one store write per job, not per
+        batch (a write per batch queues behind the write-back's transactions). A restarted
+        runner writes again; the store's update is idempotent."""
 
     async def done_items(self, job_id: str, indexes: list[int]) -> set[int]:
         """Which of these items were already counted (by a runner that crashed before its ack)."""
@@ -47,8 +53,11 @@ class WriteBack:
         for job_id, indexes in job_ids_to_indexes.items():
             statuses[job_id] = await self._with_cache(
                 job_id, lambda j=job_id, ix=indexes: self._cache.mark_running(j, ix, now))
-            if statuses[job_id] is not None:
+            if statuses[job_id] is not None and job_id not in self._started:
                 await self._store.mark_started(job_id, now)
+                self._started[job_id] = None
+                if len(self._started) > _STARTED_MEMORY:
+                    self._started.popitem(last=False)
         return statuses
 
     async def commit(self, records: list[ItemRecord], now: float) -> list[JobTransition]:

@@ -36,7 +36,7 @@ class PendingItem:
 class FormedBatch:
     bucket: int
     items: list[PendingItem]
-    reason: str  # "full" | "delay" | "flush"
+    reason: str  # "full" | "delay" | "hungry" | "flush"
 
     @property
     def padded_tokens(self) -> int:
@@ -115,16 +115,20 @@ class BatchFormer:
         """Items of one priority waiting in the buckets."""
         return self._by_priority.get(priority, 0)
 
-    def pop_ready(self, now: float, *, flush: bool = False,
+    def pop_ready(self, now: float, *, flush: bool = False, hungry: bool = False,
                   limit: int | None = None) -> list[FormedBatch]:
         """The batches that should fire now — full buckets, overdue buckets, or all if
         ``flush`` — at most ``limit`` of them (late formation: form only what runners can
         take; the rest keeps waiting in its bucket, where later urgent items can still jump
         ahead). Among candidates: interactive work first, then full batches, then the oldest
-        head item."""
+        head item.
+
+        ``hungry``: runners have room and no more items can come in (the driver holds all it
+        may), so waiting for a deadline would only idle the runners: when nothing above is
+        ready, the fullest partial buckets fire too."""
         out: list[FormedBatch] = []
         while limit is None or len(out) < limit:
-            best: tuple[tuple[int, bool, float], _Bucket, str] | None = None
+            best: tuple[tuple[int, int, float], _Bucket, str] | None = None
             for b in self._buckets.values():
                 head = self._head(b)
                 if head is None:
@@ -135,14 +139,20 @@ class BatchFormer:
                     reason = "flush"
                 elif now >= head.enqueued_at + self._delay.get(head.priority, 0.0):
                     reason = "delay"
+                elif hungry:
+                    reason = "hungry"
                 else:
                     continue
                 # Interactive first; then full batches before partial ones (throughput while
                 # there is a backlog), unless a partial one is long overdue (no starvation);
-                # then the oldest head.
+                # then overdue partial ones, oldest head first; then, when hungry, the
+                # fullest of the rest.
                 starving = now >= head.enqueued_at + 10 * self._delay.get(head.priority, 0.0)
-                partial = reason != "full" and not starving
-                rank = (self._rank(head.priority), partial, head.enqueued_at)
+                if reason == "hungry":
+                    rank = (self._rank(head.priority), 2, -len(b) / b.capacity)
+                else:
+                    tier = 1 if reason != "full" and not starving else 0
+                    rank = (self._rank(head.priority), tier, head.enqueued_at)
                 if best is None or rank < best[0]:
                     best = (rank, b, reason)
             if best is None:

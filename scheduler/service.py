@@ -61,6 +61,9 @@ class ModelPipe:
     former: BatchFormer
     unsent: list[tuple[Batch, tuple[str, int]]] = field(default_factory=list)
     """Batches of pre-failed items not yet published, with the chunk they settle."""
+    no_credit: bool = False
+    """The last credit check found the runners' queue full: formation waits for a runner to
+    take a batch, whatever the formers' deadlines say."""
 
 
 class Scheduler:
@@ -82,6 +85,8 @@ class Scheduler:
         self._held: dict[tuple[str, int], HeldChunk] = {}
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._signals = None
         self._last_lane_refresh = 0.0
         self.published_batches = 0
         self._publish_failures = 0
@@ -90,13 +95,25 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None:
+            self._signals = await self._nc.subscribe(
+                subjects.BATCH_TAKEN_FILTER, cb=self._on_batch_taken)
             self._task = asyncio.create_task(self._run(), name="scheduler")
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
+        self._wake.set()
         task, self._task = self._task, None
         await stop_task(task, grace)
+        if self._signals is not None:
+            try:
+                await self._signals.unsubscribe()
+            except Exception:  # noqa: BLE001 - connection already gone
+                pass
+            self._signals = None
         await self._lanes.close()
+
+    async def _on_batch_taken(self, msg: Msg) -> None:
+        self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -113,14 +130,20 @@ class Scheduler:
                 await self._idle_wait()
 
     async def _idle_wait(self) -> None:
-        deadlines = [d for p in self._pipes.values() if (d := p.former.next_deadline())]
+        """Sleep until a former's deadline, a runner taking a batch, or 50 ms (new lanes and
+        interactive work are noticed by polling). A former whose runners' queue is full waits
+        for a runner, not for its deadlines: waking at each overdue deadline would spin, and
+        the wake-ups would steal CPU from the inference next door."""
+        deadlines = [d for p in self._pipes.values()
+                     if not p.no_credit and (d := p.former.next_deadline())]
         delay = 0.05
         if deadlines:
             delay = min(delay, max(0.001, min(deadlines) - time.monotonic()))
         try:
-            await asyncio.wait_for(self._stopping.wait(), delay)
+            await asyncio.wait_for(self._wake.wait(), delay)
         except TimeoutError:
             pass
+        self._wake.clear()
 
     async def _step(self) -> bool:
         now = time.monotonic()
@@ -245,9 +268,13 @@ class Scheduler:
             if not len(pipe.former):
                 continue
             credit = await self._credit(pipe)
-            if credit <= 0:
+            pipe.no_credit = credit <= 0
+            if pipe.no_credit:
                 continue
-            formed = pipe.former.pop_ready(now, limit=credit)
+            # At the hold limit nothing more comes in until batches leave: a runner with room
+            # gets the fullest partial batch now rather than idling until a deadline.
+            formed = pipe.former.pop_ready(now, limit=credit,
+                                           hungry=self._held_items() >= self._hold_limit())
             for n, fb in enumerate(formed):
                 try:
                     await self._publish(pipe, self._to_batch(pipe, fb))

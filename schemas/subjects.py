@@ -11,6 +11,8 @@ DLQ_STREAM = "DLQ"
 JOBS_PREFIX = "inferq.jobs"
 BATCHES_PREFIX = "inferq.batches"
 DLQ_PREFIX = "inferq.dlq"
+SIGNAL_PREFIX = "inferq.signal"
+"""Core NATS (no stream captures it): wake-up hints that are safe to lose."""
 
 # Tokens that become subject parts must not contain '.', '*', '>' or whitespace.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -36,6 +38,14 @@ def batch_subject(model: str, version: int) -> str:
 
 def dlq_subject(model: str, version: int) -> str:
     return f"{DLQ_PREFIX}.{model}.{version}"
+
+
+def batch_taken_subject(model: str, version: int) -> str:
+    """A runner took a batch of this model version: schedulers may form the next one now."""
+    return f"{SIGNAL_PREFIX}.batch_taken.{model}.{version}"
+
+
+BATCH_TAKEN_FILTER = f"{SIGNAL_PREFIX}.batch_taken.>"
 
 
 def lane_consumer(model: str, priority: str, tenant: str) -> str:

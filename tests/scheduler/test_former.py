@@ -116,3 +116,27 @@ def test_a_batch_that_could_not_be_published_is_formed_again_first() -> None:
     assert len(f) == 6 and f.count("batch") == 6
     [again] = f.pop_ready(now=0.0, limit=1)
     assert [it.index for it in again.items] == [it.index for it in first.items]
+
+
+def test_a_hungry_runner_gets_the_fullest_partial_bucket_before_any_deadline() -> None:
+    f = former()
+    for i in range(3):
+        f.add(item(i, 10, t=0.0))  # 3 of 64 in the 16 bucket
+    for i in range(3, 9):
+        f.add(item(i, 100, t=0.0))  # 6 of 16 in the 128 bucket: the fullest
+    assert f.pop_ready(now=0.01, limit=1) == []  # not hungry: wait for the deadline
+    [batch] = f.pop_ready(now=0.01, limit=1, hungry=True)
+    assert batch.reason == "hungry" and batch.bucket == 128 and len(batch.items) == 6
+
+
+def test_hunger_never_puts_a_partial_batch_ahead_of_a_full_or_overdue_one() -> None:
+    f = former(max_batch_size=4)
+    for i in range(3):
+        f.add(item(i, 100, t=0.0))  # 128 bucket, 3 of 4, fresh
+    f.add(item(10, 200, t=0.0))  # 256 bucket, 1 of 4, fresh
+    for i in range(20, 24):
+        f.add(item(i, 10, t=0.0))  # 16 bucket, full
+    f.add(item(30, 40, t=-1.0))  # 64 bucket, 1 of 4, overdue
+    order = f.pop_ready(now=0.0, limit=4, hungry=True)
+    assert [(b.bucket, b.reason) for b in order] == [
+        (16, "full"), (64, "delay"), (128, "hungry"), (256, "hungry")]

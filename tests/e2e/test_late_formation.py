@@ -1,0 +1,68 @@
+"""Late formation: batches are formed when runners have room, and the scheduler learns that
+from the runners instead of busy-polling the BATCHES consumer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+
+from schemas import subjects
+from tests.e2e.harness import Service, wait_terminal
+
+SENTENCE = "Late formation keeps fairness decisions in the job queue until a runner has room."
+
+
+def texts(n: int) -> list[dict]:
+    return [{"text": f"{i}. {SENTENCE}"} for i in range(n)]
+
+
+async def test_a_scheduler_whose_runners_have_no_room_waits_instead_of_polling(
+        settings) -> None:
+    svc = await Service(settings).start(runners=0)  # nobody takes batches: no credit
+    try:
+        scheduler = svc.schedulers[0].scheduler
+        async with svc.client("alpha") as a:
+            await a.post("/v1/jobs", json={"model": "minilm", "inputs": texts(1000)})
+            for _ in range(200):
+                if scheduler.published_batches:
+                    break
+                await asyncio.sleep(0.05)
+        assert scheduler.published_batches == 1  # the one batch a (future) runner may hold
+        checks = 0
+        credit = scheduler._credit
+
+        async def counted(pipe):
+            nonlocal checks
+            checks += 1
+            return await credit(pipe)
+
+        scheduler._credit = counted
+        await asyncio.sleep(1.0)  # at its hold limit, items overdue: no reason to spin
+    finally:
+        await svc.stop()
+    print(f"credit checks in 1 s without room: {checks}")
+    assert 1 <= checks <= 40  # ~20 at the 50 ms poll; a spinning loop makes hundreds
+
+
+async def test_a_runner_that_takes_a_batch_tells_the_schedulers(service, nats_url) -> None:
+    nc = await nats.connect(nats_url)
+    seen: list[str] = []
+
+    async def on_signal(msg) -> None:
+        seen.append(msg.subject)
+
+    await nc.subscribe(subjects.BATCH_TAKEN_FILTER, cb=on_signal)
+    await nc.flush()
+    try:
+        async with service.client("alpha") as a:
+            job = (await a.post("/v1/jobs", json={"model": "minilm",
+                                                  "inputs": texts(40)})).json()["job_id"]
+            done = await wait_terminal(a, job)
+        await nc.flush()
+    finally:
+        await nc.close()
+    assert done["counts"]["succeeded"] == 40
+    batches = service.runners[0].runner.batches_done
+    assert seen and set(seen) == {subjects.batch_taken_subject("minilm", 1)}
+    assert len(seen) >= batches
