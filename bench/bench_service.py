@@ -17,7 +17,7 @@ text (Python standard library docstrings):
 
     python bench/bench_service.py            # 10,000 items
     python bench/bench_service.py --quick    # 2,000 items, fewer samples
-    python bench/bench_service.py --profile /tmp/prof   # + py-spy stacks per role (pip install py-spy)
+    python bench/bench_service.py --profile /tmp/prof  # + py-spy stacks (pip install py-spy)
 """
 
 from __future__ import annotations

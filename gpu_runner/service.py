@@ -140,7 +140,7 @@ class Runner:
         poll interval, not correctness."""
         try:
             await self._nc.publish(subjects.batch_taken_subject(self._model, self._version))
-        except Exception:  # noqa: BLE001 - a lost hint is harmless
+        except Exception:  # a lost hint is harmless
             log.debug("batch-taken signal not sent", exc_info=True)
 
     async def _run(self) -> None:
