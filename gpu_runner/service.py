@@ -126,22 +126,26 @@ class Runner:
                 log.debug("runner heartbeat failed", exc_info=True)
 
     async def _fetch(self) -> Msg | None:
+        """Ask for the next batch, and tell the schedulers we are asking: they form batches
+        only for runners waiting on a pull request (late formation), so the wake-up must
+        follow the pull request on the wire — one connection keeps the order, and the fetch
+        task queues its request before its first real wait."""
+        fetching = asyncio.ensure_future(self._sub.fetch(1, timeout=1.0))
+        await asyncio.sleep(0)
+        await self._signal_wanted()
         try:
-            msgs = await self._sub.fetch(1, timeout=1.0)
+            msgs = await fetching
         except (TimeoutError, jserr.FetchTimeoutError):
             return None
-        if msgs:
-            await self._signal_taken()
         return msgs[0] if msgs else None
 
-    async def _signal_taken(self) -> None:
-        """Wake the schedulers: a batch left BATCHES, so there is credit for the next one.
-        A hint only (core NATS, fire and forget): schedulers also poll, so a lost one costs a
-        poll interval, not correctness."""
+    async def _signal_wanted(self) -> None:
+        """A hint only (core NATS, fire and forget): schedulers also poll the consumer, so a
+        lost one costs a poll interval, not correctness."""
         try:
-            await self._nc.publish(subjects.batch_taken_subject(self._model, self._version))
+            await self._nc.publish(subjects.batch_wanted_subject(self._model, self._version))
         except Exception:  # a lost hint is harmless
-            log.debug("batch-taken signal not sent", exc_info=True)
+            log.debug("batch-wanted signal not sent", exc_info=True)
 
     async def _run(self) -> None:
         """Fetch, execute, write back — overlapped: the next batch is fetched while this one

@@ -59,10 +59,12 @@ class Settings:
     """How long the oldest item of a partly filled bucket may wait before its batch fires."""
     target_wait_s: float = 60.0
     """Autoscaling target: desired runners = backlog / (measured capacity x target wait)."""
-    batches_per_runner: int = 1
-    """Formed batches allowed to wait in BATCHES per runner, besides the one each runner
-    holds prefetched while it runs another (late batch formation: fairness is decided at
-    the last moment)."""
+    batches_per_runner: int = 0
+    """Formed batches allowed to wait in BATCHES per live runner beyond the ones runners are
+    asking for. Each runner asks for its next batch while it runs one, and a batch is formed
+    when it asks (late formation: fairness and urgency are decided at the last moment), so 0
+    keeps runners busy and an urgent item waits behind at most two batches per runner. Raise
+    it only if the schedulers cannot keep up with a runner's pace."""
     runner_model: str = "minilm"
     """The model (``name`` or ``name@version``) a runner serves."""
     rate_burst_s: float = 2.0

@@ -86,7 +86,8 @@ class Scheduler:
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._signals = None
+        self._signals: list = []
+        self._lanes_stale = False
         self._last_lane_refresh = 0.0
         self.published_batches = 0
         self._publish_failures = 0
@@ -95,8 +96,10 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None:
-            self._signals = await self._nc.subscribe(
-                subjects.BATCH_TAKEN_FILTER, cb=self._on_batch_taken)
+            self._signals = [
+                await self._nc.subscribe(subjects.BATCH_WANTED_FILTER, cb=self._on_batch_wanted),
+                await self._nc.subscribe(subjects.WORK_ARRIVED_FILTER, cb=self._on_work_arrived),
+            ]
             self._task = asyncio.create_task(self._run(), name="scheduler")
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -104,15 +107,19 @@ class Scheduler:
         self._wake.set()
         task, self._task = self._task, None
         await stop_task(task, grace)
-        if self._signals is not None:
+        for sub in self._signals:
             try:
-                await self._signals.unsubscribe()
+                await sub.unsubscribe()
             except Exception:  # noqa: BLE001 - connection already gone
                 pass
-            self._signals = None
+        self._signals = []
         await self._lanes.close()
 
-    async def _on_batch_taken(self, msg: Msg) -> None:
+    async def _on_batch_wanted(self, msg: Msg) -> None:
+        self._wake.set()
+
+    async def _on_work_arrived(self, msg: Msg) -> None:
+        self._lanes_stale = True
         self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -130,9 +137,9 @@ class Scheduler:
                 await self._idle_wait()
 
     async def _idle_wait(self) -> None:
-        """Sleep until a former's deadline, a runner taking a batch, or 50 ms (new lanes and
+        """Sleep until a former's deadline, a runner asking for a batch, or 50 ms (new lanes and
         interactive work are noticed by polling). A former whose runners' queue is full waits
-        for a runner, not for its deadlines: waking at each overdue deadline would spin, and
+        for a runner to ask, not for its deadlines: waking at each overdue deadline would spin, and
         the wake-ups would steal CPU from the inference next door."""
         deadlines = [d for p in self._pipes.values()
                      if not p.no_credit and (d := p.former.next_deadline())]
@@ -147,7 +154,9 @@ class Scheduler:
 
     async def _step(self) -> bool:
         now = time.monotonic()
-        if now - self._last_lane_refresh > 0.2 or not self._policy.lanes():
+        since = now - self._last_lane_refresh
+        if since > 0.2 or (self._lanes_stale and since > 0.01) or not self._policy.lanes():
+            self._lanes_stale = False
             self._policy.set_active((await self._lanes.backlog()).keys())
             self._last_lane_refresh = now
         worked = await self._pull()
@@ -349,19 +358,31 @@ class Scheduler:
                 held.last_progress = now
 
     async def _credit(self, pipe: ModelPipe) -> int:
-        runners = await self._runners.count(pipe.name, pipe.version)
-        allowed = self._s.batches_per_runner * max(1, runners)
+        """Batches to form now: one per runner pull request waiting on the model version's
+        BATCHES consumer (each runner asks for its next batch while it runs one), plus
+        ``batches_per_runner`` queued per live runner, minus the batches already waiting.
+        No runner, no batches: the work stays in JOBS, where fair share applies."""
         try:
             info = await self._js.consumer_info(
                 subjects.BATCHES_STREAM, subjects.runner_consumer(pipe.name, pipe.version))
-            waiting = info.num_pending
-        except jserr.NotFoundError:  # no runner has ever started: count what the stream holds
-            si = await self._js.stream_info(subjects.BATCHES_STREAM, subjects_filter=
-                                            subjects.batch_subject(pipe.name, pipe.version))
-            waiting = sum((si.state.subjects or {}).values())
-        return allowed - waiting
+        except jserr.NotFoundError:  # no runner has ever started
+            return 0
+        queued = 0
+        if self._s.batches_per_runner:
+            queued = self._s.batches_per_runner * await self._runners.count(pipe.name,
+                                                                            pipe.version)
+        return (info.num_waiting or 0) + queued - (info.num_pending or 0)
 
     # -- helpers ----------------------------------------------------------------------------
+    @property
+    def held_items(self) -> int:
+        """Items in the formers: pulled from JOBS, not yet in a published batch."""
+        return self._held_items()
+
+    @property
+    def hold_limit(self) -> int:
+        return self._hold_limit()
+
     def _held_items(self) -> int:
         return sum(len(p.former) for p in self._pipes.values())
 

@@ -40,12 +40,20 @@ def dlq_subject(model: str, version: int) -> str:
     return f"{DLQ_PREFIX}.{model}.{version}"
 
 
-def batch_taken_subject(model: str, version: int) -> str:
-    """A runner took a batch of this model version: schedulers may form the next one now."""
-    return f"{SIGNAL_PREFIX}.batch_taken.{model}.{version}"
+def batch_wanted_subject(model: str, version: int) -> str:
+    """A runner of this model version is asking for its next batch: form it now."""
+    return f"{SIGNAL_PREFIX}.batch_wanted.{model}.{version}"
 
 
-BATCH_TAKEN_FILTER = f"{SIGNAL_PREFIX}.batch_taken.>"
+BATCH_WANTED_FILTER = f"{SIGNAL_PREFIX}.batch_wanted.>"
+
+
+def work_arrived_subject(model: str, priority: str, tenant: str) -> str:
+    """A job's first chunk is on its lane: schedulers look at their lanes now."""
+    return f"{SIGNAL_PREFIX}.work_arrived.{model}.{priority}.{tenant}"
+
+
+WORK_ARRIVED_FILTER = f"{SIGNAL_PREFIX}.work_arrived.>"
 
 
 def lane_consumer(model: str, priority: str, tenant: str) -> str:

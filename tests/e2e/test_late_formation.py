@@ -1,4 +1,4 @@
-"""Late formation: batches are formed when runners have room, and the scheduler learns that
+"""Late formation: a batch is formed when a runner asks for one, and the scheduler learns that
 from the runners instead of busy-polling the BATCHES consumer."""
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ def texts(n: int) -> list[dict]:
     return [{"text": f"{i}. {SENTENCE}"} for i in range(n)]
 
 
-async def test_a_scheduler_whose_runners_have_no_room_waits_instead_of_polling(
+async def test_with_no_runner_asking_nothing_is_formed_and_the_scheduler_does_not_spin(
         settings) -> None:
-    svc = await Service(settings).start(runners=0)  # nobody takes batches: no credit
+    svc = await Service(settings).start(runners=0)
     try:
         scheduler = svc.schedulers[0].scheduler
         async with svc.client("alpha") as a:
             await a.post("/v1/jobs", json={"model": "minilm", "inputs": texts(1000)})
             for _ in range(200):
-                if scheduler.published_batches:
+                if scheduler.held_items >= scheduler.hold_limit:
                     break
                 await asyncio.sleep(0.05)
-        assert scheduler.published_batches == 1  # the one batch a (future) runner may hold
+        assert scheduler.held_items >= scheduler.hold_limit  # the rest waits in JOBS
+        assert scheduler.published_batches == 0  # no runner asked: no batch
         checks = 0
         credit = scheduler._credit
 
@@ -38,21 +39,21 @@ async def test_a_scheduler_whose_runners_have_no_room_waits_instead_of_polling(
             return await credit(pipe)
 
         scheduler._credit = counted
-        await asyncio.sleep(1.0)  # at its hold limit, items overdue: no reason to spin
+        await asyncio.sleep(1.0)  # at its hold limit, items overdue: nothing to do but wait
     finally:
         await svc.stop()
     print(f"credit checks in 1 s without room: {checks}")
     assert 1 <= checks <= 40  # ~20 at the 50 ms poll; a spinning loop makes hundreds
 
 
-async def test_a_runner_that_takes_a_batch_tells_the_schedulers(service, nats_url) -> None:
+async def test_a_runner_asking_for_a_batch_tells_the_schedulers(service, nats_url) -> None:
     nc = await nats.connect(nats_url)
     seen: list[str] = []
 
     async def on_signal(msg) -> None:
         seen.append(msg.subject)
 
-    await nc.subscribe(subjects.BATCH_TAKEN_FILTER, cb=on_signal)
+    await nc.subscribe(subjects.BATCH_WANTED_FILTER, cb=on_signal)
     await nc.flush()
     try:
         async with service.client("alpha") as a:
@@ -64,5 +65,5 @@ async def test_a_runner_that_takes_a_batch_tells_the_schedulers(service, nats_ur
         await nc.close()
     assert done["counts"]["succeeded"] == 40
     batches = service.runners[0].runner.batches_done
-    assert seen and set(seen) == {subjects.batch_taken_subject("minilm", 1)}
+    assert seen and set(seen) == {subjects.batch_wanted_subject("minilm", 1)}
     assert len(seen) >= batches
