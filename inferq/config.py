@@ -34,7 +34,8 @@ class Settings:
     metrics_port: int = 0
     """Prometheus port for roles without HTTP (scheduler, runner). 0: no metrics server."""
     backend: str = "auto"
-    """Runner backend: auto | onnxruntime | openvino | openvino-f32 | openvino-bf16."""
+    """Runner backend: auto | onnxruntime | openvino | openvino-f32 | openvino-bf16 | tensorrt
+    | tensorrt-fp32 (NVIDIA GPU; auto never picks it)."""
     backend_threads: int | None = None
     """Inference threads per runner (None: the backend's default, i.e. all cores)."""
     result_ttl_s: float = 7 * 86400

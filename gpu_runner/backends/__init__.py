@@ -15,16 +15,20 @@ from gpu_runner.backends.base import (
 )
 from gpu_runner.backends.ort import OnnxRuntimeBackend
 from gpu_runner.backends.ov import OpenVinoBackend, cpu_supports_bf16
+from gpu_runner.backends.trt import TensorRTBackend
 from inferq.models.config import ModelConfig
 
-KINDS = ("auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16")
+KINDS = (
+    "auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16", "tensorrt", "tensorrt-fp32"
+)
 
 
 def create_backend(
     kind: str, version_dir: Path, config: ModelConfig, *, threads: int | None = None
 ) -> Backend:
     """Build and load a backend. Kinds: "onnxruntime" (fp32), "openvino" (bf16 where the CPU
-    has it, else f32), "openvino-f32", "openvino-bf16", and "auto" (see ``select``).
+    has it, else f32), "openvino-f32", "openvino-bf16", "tensorrt" (NVIDIA GPU, fp16),
+    "tensorrt-fp32", and "auto" (see ``select``; CPU only, it never picks TensorRT).
 
     The result is loaded (``load()`` is idempotent); call ``warmup()`` before serving.
     """
@@ -42,6 +46,10 @@ def create_backend(
             backend = OpenVinoBackend(version_dir, config, threads=threads, precision="fp32")
         case "openvino-bf16":
             backend = OpenVinoBackend(version_dir, config, threads=threads, precision="bf16")
+        case "tensorrt":
+            backend = TensorRTBackend(version_dir, config, precision="fp16")
+        case "tensorrt-fp32":
+            backend = TensorRTBackend(version_dir, config, precision="fp32")
         case _:
             raise ValueError(f"unknown backend kind {kind!r}; expected one of {KINDS}")
     backend.load()
@@ -59,6 +67,7 @@ __all__ = [
     "BucketShapes",
     "OnnxRuntimeBackend",
     "OpenVinoBackend",
+    "TensorRTBackend",
     "cpu_supports_bf16",
     "create_backend",
 ]
