@@ -5,6 +5,7 @@ closed, on shutdown)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ from gateway.routes import ROUTES
 from gateway.services import GatewayServices
 from inferq import metrics
 from inferq.config import Settings
+from inferq.tracing import HEADER as TRACEPARENT
+from inferq.tracing import bound, continue_or_start
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
@@ -48,6 +51,38 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def trace_middleware(app: ASGIApp) -> ASGIApp:
+    """Every request gets a request id (the caller's ``X-Request-Id`` or a new one) and a
+    span of the caller's W3C trace (or a new trace); both go back as response headers, into
+    every log line the request causes, and (the trace) onto the job's messages."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        rid = headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        trace = continue_or_start(headers.get(TRACEPARENT))
+        state = scope.setdefault("state", {})
+        state["request_id"], state["traceparent"] = rid, trace.header()
+
+        async def send_wrapper(message) -> None:
+            if message["type"] == "http.response.start":
+                out = list(message.get("headers", []))
+                names = {k.lower() for k, _ in out}
+                if b"x-request-id" not in names:
+                    out.append((b"x-request-id", rid.encode("latin-1")))
+                out.append((TRACEPARENT.encode(), trace.header().encode()))
+                message = {**message, "headers": out}
+            await send(message)
+
+        with bound(request_id=rid, trace_id=trace.trace_id):
+            await app(scope, receive, send_wrapper)
+
+    return middleware
+
+
 def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litestar:
     """The app; ``svc`` lets a caller inject already opened services (tests, benchmarks),
     which the caller then closes. The sweeper runs either way, for the app's lifetime."""
@@ -69,7 +104,7 @@ def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litest
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers={Exception: E.handle_exception, HTTPException: E.handle_exception},
-        middleware=[metrics_middleware],
+        middleware=[trace_middleware, metrics_middleware],
         request_max_body_size=settings.max_body_bytes,
         state=State(),
         openapi_config=OpenAPIConfig(

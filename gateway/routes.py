@@ -18,6 +18,7 @@ from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
 from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.services import GatewayServices
 from gateway.tenants import Tenant, hash_key
+from inferq.tracing import bind_fields
 from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage, SubmitRequest
 from schemas.errors import ErrorCode
 from store.jobstate import JobStatusSnapshot
@@ -59,6 +60,7 @@ def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 
 def caller(request: Request) -> tuple[Tenant, str]:
+    bind_fields(tenant=request.state.tenant.name)  # into the request's log lines from here
     return request.state.tenant, request.state.key_id
 
 
@@ -93,7 +95,8 @@ async def submit_job(
     tenant, key_id = caller(request)
     svc = services(request)
     key = check_idempotency_key(idempotency_key, svc.settings)
-    done = await svc.submitter.submit(tenant, key_id, data, key)
+    done = await svc.submitter.submit(tenant, key_id, data, key,
+                                      traceparent=request.scope["state"].get("traceparent"))
     snap = await svc.reader.status(tenant.name, done.job_id)
     headers = {"Location": f"/v1/jobs/{done.job_id}", **done.headers}
     if done.replayed:

@@ -28,6 +28,8 @@ from inferq import faults, metrics
 from inferq.config import Settings
 from inferq.models.errors import ModelNotFound
 from inferq.models.repository import ModelRepository
+from inferq.tracing import HEADER as TRACEPARENT
+from inferq.tracing import bind_fields, continue_or_start
 from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
@@ -78,9 +80,10 @@ class Submitter:
                                        errors=[FieldError("/model", "unknown model")]) from exc
 
     async def submit(self, tenant: Tenant, key_id: str, req: SubmitRequest,
-                     idempotency_key: str | None) -> Submitted:
+                     idempotency_key: str | None, traceparent: str | None = None) -> Submitted:
         """Limits, model, idempotency replay, admission, then the idempotent steps: claim the
-        key, record the job, seed Redis, schedule its deadline, publish, mark published."""
+        key, record the job, seed Redis, schedule its deadline, publish, mark published.
+        ``traceparent``: the request's span; the job's chunks carry a child of it."""
         check_submit(req, self._s)
         model, version = self.resolve_model(req.model)
         if not self._nc.is_connected:
@@ -90,9 +93,11 @@ class Submitter:
             stored = await self._store.get_idempotency(tenant.name, idempotency_key, now)
             if stored is not None:  # a retry: admitted as a request, not as new items
                 headers = await self._admission.write(tenant, key_id)
-                return await self._replay(tenant, req, stored, model, version, now, headers)
+                return await self._replay(tenant, req, stored, model, version, now, headers,
+                                          traceparent)
         headers = await self._admission.submit(tenant, key_id, model, len(req.items()))
         job_id = new_job_id()
+        bind_fields(job_id=job_id)
         rhash = request_hash(req) if idempotency_key else None
         if idempotency_key:
             claim = IdempotencyRecord(tenant=tenant.name, key=idempotency_key, request_hash=rhash,
@@ -100,17 +105,19 @@ class Submitter:
                                       expires_at=now + self._s.idempotency_ttl_s)
             stored, created = await self._store.claim_idempotency(claim, now)
             if not created:  # a concurrent duplicate won the claim
-                return await self._replay(tenant, req, stored, model, version, now, headers)
+                return await self._replay(tenant, req, stored, model, version, now, headers,
+                                          traceparent)
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
-        await self._complete(job, req)
+        await self._complete(job, req, traceparent)
         metrics.JOBS_SUBMITTED.labels(model, str(req.priority)).inc()
         metrics.ITEMS_SUBMITTED.labels(model, str(req.priority)).inc(job.total)
         return Submitted(job_id, replayed=False, headers=headers)
 
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
-                      model: str, version: int, now: float,
-                      headers: dict[str, str]) -> Submitted:
+                      model: str, version: int, now: float, headers: dict[str, str],
+                      traceparent: str | None) -> Submitted:
+        bind_fields(job_id=stored.job_id)
         if stored.request_hash != request_hash(req):
             raise E.IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request body; use a new key",
@@ -126,7 +133,7 @@ class Submitter:
         if job is None:
             job = self._job_record(stored.job_id, tenant, req, model, version, stored.created_at,
                                    stored.key, stored.request_hash)
-        await self._complete(job, req)
+        await self._complete(job, req, traceparent)
         return Submitted(job.job_id, replayed=True, headers=headers)
 
     def _job_record(self, job_id: str, tenant: Tenant, req: SubmitRequest, model: str,
@@ -156,7 +163,8 @@ class Submitter:
             out.append(cur)
         return out
 
-    async def _complete(self, job: JobRecord, req: SubmitRequest) -> None:
+    async def _complete(self, job: JobRecord, req: SubmitRequest,
+                        traceparent: str | None) -> None:
         await self._store.create_job(job)
         await self._cache.init_job(job.job_id, JobFields(
             tenant=job.tenant, model=job.model, version=job.model_version,
@@ -164,17 +172,20 @@ class Submitter:
             expires_at=job.expires_at, deadline=job.deadline))
         if job.deadline is not None:  # the sweeper ends it then, even if nothing runs
             await self._schedule.at(job.job_id, ErrorCode.DEADLINE_EXCEEDED, job.deadline)
-        await self.publish(job, req)
+        await self.publish(job, req, traceparent=traceparent)
         await self._store.mark_published(job.job_id)
 
-    async def publish(self, job: JobRecord, req: SubmitRequest) -> None:
+    async def publish(self, job: JobRecord, req: SubmitRequest, *,
+                      traceparent: str | None = None) -> None:
         subject = subjects.job_subject(job.model, job.priority, job.tenant)
+        trace = continue_or_start(traceparent).header()  # the job's span on the bus
         for n, items in enumerate(self.chunk(req.items())):
             msg = Chunk(job_id=job.job_id, chunk=n, tenant=job.tenant, model=job.model,
                         model_version=job.model_version, priority=job.priority,
-                        created_at=job.created_at, items=items, deadline=job.deadline)
-            await self._js.publish(subject, encode(msg),
-                                   headers={"Nats-Msg-Id": f"{job.job_id}:{n}"})
+                        created_at=job.created_at, items=items, deadline=job.deadline,
+                        traceparent=trace)
+            await self._js.publish(subject, encode(msg), headers={
+                "Nats-Msg-Id": f"{job.job_id}:{n}", TRACEPARENT: trace})
             if n == 0:
                 await self._signal_work(job)
                 faults.crash_point("gateway.mid_publish")

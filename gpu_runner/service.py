@@ -27,6 +27,7 @@ from inferq.bus import ensure_consumer
 from inferq.config import Settings
 from inferq.models.bucketing import pad_batch
 from inferq.tasks import stop_task
+from inferq.tracing import bound, trace_id_of
 from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.api import EmbeddingOutput
@@ -44,6 +45,21 @@ POISON_STRIKES = 3
 """Times an item must have been running alone when a runner died before it is declared
 poison: once or twice could be unrelated crashes (the chaos suite crashes runners at 20 % of
 inference passes and never condemns an innocent item at 3)."""
+
+
+def _log_context(batch: Batch):
+    """Log lines about this batch carry its id, and its job's id and trace when it serves
+    one job (lines about one job of a mixed batch add them with ``_job_fields``)."""
+    jobs = {it.job_id for it in batch.items} | {f.job_id for f in batch.failed}
+    if len(jobs) == 1:
+        [job] = jobs
+        return bound(batch_id=batch.batch_id, **_job_fields(batch, job))
+    return bound(batch_id=batch.batch_id)
+
+
+def _job_fields(batch: Batch, job_id: str) -> dict[str, str]:
+    trace = trace_id_of(batch.traces.get(job_id))
+    return {"job_id": job_id, "trace_id": trace} if trace else {"job_id": job_id}
 
 
 def _item_error(code: str, message: str) -> ItemError:
@@ -203,6 +219,11 @@ class Runner:
             log.error("undecodable batch: terminated")
             await msg.term()
             return None
+        with _log_context(batch):
+            return await self._execute_batch(msg, batch, deliveries)
+
+    async def _execute_batch(self, msg: Msg, batch: Batch,
+                             deliveries: int) -> tuple[Batch, list[ItemRecord]] | None:
         if deliveries > self._s.batch_max_deliver:
             await self._transient(msg, batch, lambda: self._dead_letter(
                 msg, batch, deliveries, "max deliveries exhausted"))
@@ -217,6 +238,10 @@ class Runner:
             return None
 
     async def _finish(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
+        with _log_context(batch):
+            await self._finish_batch(msg, batch, records)
+
+    async def _finish_batch(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
         async def commit_and_ack() -> None:
             await self._writeback.commit(records, time.time())
             try:
@@ -350,7 +375,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
             if len(items) == 1:
                 log.error("item %s/%d failed in the backend: %s", items[0].job_id,
-                          items[0].index, exc)
+                          items[0].index, exc, extra=_job_fields(batch, items[0].job_id))
                 return [self._failed_record(items[0].job_id, items[0].index, items[0].client_id,
                                             ItemError.of(ErrorCode.INTERNAL_ERROR,
                                                          f"inference failed: {exc}"), time.time())]

@@ -1,4 +1,6 @@
-"""JSON-lines logging: one object per line with the fields operators filter on."""
+"""JSON-lines logging: one object per line with the fields operators filter on
+(``request_id``, ``job_id``, ``tenant``, ``trace_id``, ``batch_id``: from ``extra=`` or the
+task's log context, see ``inferq.tracing.bound``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import time
 
 import msgspec
 
+from inferq.tracing import LOG_FIELDS, log_context
+
 _ENC = msgspec.json.Encoder()
-_EXTRA = ("request_id", "job_id", "tenant", "trace_id", "batch_id")
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,8 +24,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for k in _EXTRA:
-            v = getattr(record, k, None)
+        bound = log_context()
+        for k in LOG_FIELDS:  # an explicit ``extra=`` wins over the task's bound context
+            v = getattr(record, k, None) or bound.get(k)
             if v is not None:
                 doc[k] = v
         if record.exc_info:

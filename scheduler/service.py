@@ -26,6 +26,8 @@ from inferq.models.config import ModelConfig
 from inferq.models.repository import ModelRepository
 from inferq.models.tokenize import Encoded, TextTokenizer
 from inferq.tasks import stop_task
+from inferq.tracing import HEADER as TRACEPARENT
+from inferq.tracing import bound, continue_or_start, trace_id_of
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import BatchFormer, FormedBatch, PendingItem
 from scheduler.lanes import LaneConsumers
@@ -47,6 +49,9 @@ class HeldChunk:
     chunk: Chunk
     outstanding: int
     last_progress: float = field(default_factory=time.monotonic)
+    trace: str | None = None
+    """The job's span for its batches: a child of the chunk's traceparent (NATS header, else
+    the chunk body), or None when the chunk came without one."""
 
 
 @dataclass
@@ -225,12 +230,19 @@ class Scheduler:
             await msg.term()
             return 0
         key = (chunk.job_id, chunk.chunk)
+        incoming = (msg.headers or {}).get(TRACEPARENT) or chunk.traceparent
+        trace = continue_or_start(incoming).header() if incoming else None
+        with bound(job_id=chunk.job_id, tenant=chunk.tenant, trace_id=trace_id_of(trace)):
+            return await self._accept_chunk(msg, chunk, key, trace)
+
+    async def _accept_chunk(self, msg: Msg, chunk: Chunk, key: tuple[str, int],
+                            trace: str | None) -> int:
         if key in self._held:  # redelivered while we still hold it: keep the first
             await msg.in_progress()
             return 0
         pipe = self._pipe(chunk.model, chunk.model_version)
         now = time.monotonic()
-        held = HeldChunk(msg, chunk, outstanding=len(chunk.items))
+        held = HeldChunk(msg, chunk, outstanding=len(chunk.items), trace=trace)
         self._held[key] = held
         texts = [it.text for it in chunk.items]
         encoded = await asyncio.to_thread(pipe.tokenizer.encode, texts)
@@ -247,8 +259,9 @@ class Scheduler:
             else:
                 failed.append(FailedItem(chunk.job_id, it.index, enc.code, enc.message, it.id))
         if failed:
+            traces = {chunk.job_id: trace} if trace else {}
             pipe.unsent.append((Batch(uuid.uuid4().hex, pipe.name, pipe.version, 0, [], failed,
-                                      time.time()), key))
+                                      time.time(), traces=traces), key))
             await self._publish_unsent(pipe)
         return len(chunk.items)
 
@@ -314,13 +327,16 @@ class Scheduler:
     def _to_batch(self, pipe: ModelPipe, fb: FormedBatch) -> Batch:
         items = [BatchItem(i.job_id, i.index, i.token_ids, i.truncated, i.client_id,
                            self._held[i.source].chunk.created_at) for i in fb.items]
-        deadlines = {}
+        deadlines: dict[str, float] = {}
+        traces: dict[str, str] = {}
         for i in fb.items:
-            d = self._held[i.source].chunk.deadline
-            if d is not None:
-                deadlines[i.job_id] = d
+            held = self._held[i.source]
+            if held.chunk.deadline is not None:
+                deadlines[i.job_id] = held.chunk.deadline
+            if held.trace:
+                traces[i.job_id] = held.trace
         return Batch(uuid.uuid4().hex, pipe.name, pipe.version, fb.bucket, items, [],
-                     time.time(), deadlines)
+                     time.time(), deadlines, traces)
 
     def _observe(self, pipe: ModelPipe, fb: FormedBatch, now: float) -> None:
         b = str(fb.bucket)
@@ -332,7 +348,11 @@ class Scheduler:
             metrics.SCHEDULER_WAIT.labels(pipe.name, it.priority).observe(now - it.enqueued_at)
 
     async def _publish(self, pipe: ModelPipe, batch: Batch) -> None:
-        await self._js.publish(subjects.batch_subject(pipe.name, pipe.version), encode(batch))
+        first = batch.items[0].job_id if batch.items else (
+            batch.failed[0].job_id if batch.failed else None)
+        trace = batch.traces.get(first) if first else None
+        await self._js.publish(subjects.batch_subject(pipe.name, pipe.version), encode(batch),
+                               headers={TRACEPARENT: trace} if trace else None)
         self.published_batches += 1
 
     def _settle(self, counts) -> None:

@@ -58,6 +58,9 @@ class Batch(msgspec.Struct, frozen=True):
     failed: list[FailedItem] = []
     formed_at: float = 0.0
     deadlines: dict[str, float] = {}
+    traces: dict[str, str] = {}
+    """W3C traceparent per job id (a batch serves several jobs; the NATS header names the
+    first job's)."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

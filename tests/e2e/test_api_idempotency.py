@@ -93,10 +93,10 @@ async def test_a_409_while_the_first_is_unfinished_then_the_client_gets_the_job(
         release, entered = asyncio.Event(), asyncio.Event()
         publish = submitter.publish
 
-        async def slow_publish(job, req):
+        async def slow_publish(job, req, **kw):
             entered.set()
             await release.wait()
-            await publish(job, req)
+            await publish(job, req, **kw)
 
         monkeypatch.setattr(submitter, "publish", slow_publish)
         first = asyncio.create_task(c.post("/v1/jobs", json=BODY,
@@ -126,10 +126,10 @@ def crash_once(monkeypatch):
         publish = submitter.publish
         state = {"armed": True}
 
-        async def crashing(job, req):
+        async def crashing(job, req, **kw):
             if state.pop("armed", False):
                 raise RuntimeError("gateway crashed mid-submit (simulated)")
-            await publish(job, req)
+            await publish(job, req, **kw)
 
         monkeypatch.setattr(submitter, "publish", crashing)
     return arm
