@@ -138,6 +138,8 @@ job "inferq-runner-gpu" {
         }
       }
 
+      # Writable: the runner caches its TensorRT engines in <version>/.engines/ on this volume,
+      # so only the first start on a node (or a new model, TensorRT or GPU) builds one.
       volume "models" {
         type      = "host"
         source    = var.models_volume

@@ -129,7 +129,7 @@ class TensorRTBackend(Backend):
 
     ``cache_dir``: where serialized engines are kept (default ``<version_dir>/.engines``),
     keyed by model sha256, TensorRT version, GPU name and compute capability, precision and
-    profile shapes; a first start builds for minutes, later ones load in seconds. An
+    profile shapes; a first start builds for minutes, later ones only deserialize. An
     unwritable cache only costs the rebuild on the next start.
 
     The runner calls ``run()`` from worker threads (``asyncio.to_thread``), not the thread
