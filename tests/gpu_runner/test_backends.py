@@ -184,8 +184,8 @@ def test_a_config_naming_other_graph_inputs_fails(
 
 
 def test_unknown_kind_is_rejected(minilm_dir: Path, minilm_config: ModelConfig) -> None:
-    with pytest.raises(ValueError, match="unknown backend kind 'tensorrt'"):
-        create_backend("tensorrt", minilm_dir, minilm_config)
+    with pytest.raises(ValueError, match="unknown backend kind 'tpu'"):
+        create_backend("tpu", minilm_dir, minilm_config)
 
 
 def test_auto_picks_by_the_rule_and_logs_it(
