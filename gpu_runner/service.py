@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
+from gpu_runner.gpu_util import GpuUtilisation
 from gpu_runner.redelivery import RedeliveryLedger, item_key
 from gpu_runner.writeback import WriteBack
 from inferq import faults, metrics
@@ -84,6 +85,8 @@ class Runner:
         self._registry = registry
         self._id = f"runner-{uuid.uuid4().hex[:8]}"
         self._busy = BusyMeter()
+        self._gpu_device = getattr(backend, "device", 0)
+        self._gpu = GpuUtilisation(self._gpu_device) if backend.name == "tensorrt" else None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._hb_task: asyncio.Task | None = None
@@ -121,6 +124,8 @@ class Runner:
         if self._hb_task is not None:
             self._hb_task.cancel()
             self._hb_task = None
+        if self._gpu is not None:
+            self._gpu.close()
         try:
             await self._sub.unsubscribe()
         except Exception:  # noqa: BLE001 - connection already gone
@@ -135,6 +140,8 @@ class Runner:
             await asyncio.sleep(3)
             ratio = self._busy.ratio()
             metrics.RUNNER_BUSY.labels(self._model).set(ratio)
+            if self._gpu is not None and (util := self._gpu.sample()) is not None:
+                metrics.GPU_UTILISATION.labels(self._model, str(self._gpu_device)).set(util)
             try:
                 await self._registry.heartbeat(self._model, self._version, self._id, ratio,
                                                self._busy.capacity())

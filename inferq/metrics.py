@@ -57,6 +57,10 @@ QUEUE_OLDEST_AGE = Gauge(
 RUNNER_BUSY = Gauge(
     "inferq_runner_busy_ratio", "Fraction of wall time spent in inference", ["model"]
 )
+GPU_UTILISATION = Gauge(
+    "inferq_gpu_utilization_ratio", "GPU busy fraction from NVML (GPU runners only)",
+    ["model", "device"]
+)
 REDELIVERIES = Counter(
     "inferq_redeliveries_total", "Batches seen again after a delivery", ["model"]
 )
