@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -68,6 +69,20 @@ def _item_error(code: str, message: str) -> ItemError:
     return ItemError.of(ErrorCode(code), message) if known else ItemError(code, message)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A fetched batch, decoded, its items marked running: ready for the backend."""
+
+    msg: Msg
+    batch: Batch
+    deliveries: int
+    records: list[ItemRecord] = field(default_factory=list)
+    """Results known without inference: pre-failed items, items past their deadline."""
+    run: list[BatchItem] = field(default_factory=list)
+    resume: bool = False
+    """A redelivery: resumed alone, after the write-back in flight (see ``_resume``)."""
+
+
 class Runner:
     """Long-running loop with ``start()`` and an idempotent ``stop()``: the batch in hand is
     finished and acked (or left for redelivery if the grace period runs out)."""
@@ -91,6 +106,7 @@ class Runner:
         self._task: asyncio.Task | None = None
         self._hb_task: asyncio.Task | None = None
         self.batches_done = 0
+        self._inferred_unreported = 0
 
     @property
     def runner_id(self) -> str:
@@ -171,33 +187,49 @@ class Runner:
             log.debug("batch-wanted signal not sent", exc_info=True)
 
     async def _run(self) -> None:
-        """Fetch, execute, write back — overlapped: the next batch is fetched while this one
-        runs, and this batch's write-back and ack run while the next one is inferred (at most
-        one write-back in flight, so acks stay in order and memory stays bounded)."""
-        pending: asyncio.Task | None = asyncio.create_task(self._fetch())
+        """Fetch and prepare, infer, write back — overlapped: while one batch is inferred the
+        next is fetched, decoded and marked running, and the previous one is written back and
+        acked (at most one write-back in flight, so acks stay in order and memory stays
+        bounded). Between two inferences there is only the hand-over."""
+        pending: asyncio.Task | None = asyncio.create_task(self._next())
         writing: asyncio.Task | None = None
         while not self._stopping.is_set():
             try:
-                msg = await pending
+                work = await pending
             except Exception:
                 log.warning("fetch failed", exc_info=True)
                 await asyncio.sleep(0.5)
-                msg = None
-            pending = asyncio.create_task(self._fetch()) if not self._stopping.is_set() else None
-            if msg is not None:
-                executed = await self._guarded(msg, self._execute(msg))
+                work = None
+            pending = asyncio.create_task(self._next()) if not self._stopping.is_set() else None
+            if work is not None and work.resume:
+                # A redelivery may have killed a runner: it runs alone, as its ledger assumes.
                 if writing is not None:
                     await writing
                     writing = None
-                if executed is not None:
+                await self._guarded(work.msg, self._execute_resume(work))
+            elif work is not None:
+                records = await self._guarded(work.msg, self._execute(work))
+                if writing is not None:
+                    await writing
+                    writing = None
+                if records is not None:
                     writing = asyncio.create_task(
-                        self._guarded(msg, self._finish(msg, *executed)))
+                        self._guarded(work.msg, self._finish(work, records)))
             if pending is None:
                 break
         if writing is not None:
             await writing
         if pending is not None:
             pending.cancel()
+            try:
+                work = await pending
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - leaving anyway
+                work = None
+            if work is not None:  # prepared but not run: give it back now, not after AckWait
+                try:
+                    await work.msg.nak()
+                except Exception:  # noqa: BLE001 - redelivered after AckWait anyway
+                    pass
 
     async def _guarded(self, msg: Msg, work):
         """A bug must not kill the loop: log it, leave the batch to redelivery (nak with a
@@ -214,9 +246,15 @@ class Runner:
                 pass
             return None
 
-    async def _execute(self, msg: Msg) -> tuple[Batch, list[ItemRecord]] | None:
-        """Decode and run one batch; None when the message was settled here (bad, dead-lettered
-        or nak'ed for a transient error)."""
+    async def _next(self) -> Prepared | None:
+        msg = await self._fetch()
+        if msg is None:
+            return None
+        return await self._guarded(msg, self._prepare(msg))
+
+    async def _prepare(self, msg: Msg) -> Prepared | None:
+        """Decode a batch and mark its items running; None when the message was settled here
+        (bad, dead-lettered, or nak'ed for a transient error)."""
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
         if deliveries > 1:
             metrics.REDELIVERIES.labels(self._model).inc()
@@ -227,29 +265,44 @@ class Runner:
             await msg.term()
             return None
         with _log_context(batch):
-            return await self._execute_batch(msg, batch, deliveries)
-
-    async def _execute_batch(self, msg: Msg, batch: Batch,
-                             deliveries: int) -> tuple[Batch, list[ItemRecord]] | None:
-        if deliveries > self._s.batch_max_deliver:
-            await self._transient(msg, batch, lambda: self._dead_letter(
-                msg, batch, deliveries, "max deliveries exhausted"))
-            return None
-        try:
-            if deliveries > 1:
-                await self._resume(msg, batch, deliveries)
+            if deliveries > self._s.batch_max_deliver:
+                await self._transient(msg, batch, lambda: self._dead_letter(
+                    msg, batch, deliveries, "max deliveries exhausted"))
                 return None
-            return batch, await self._records(msg, batch)
-        except (StoreError, CacheUnavailable) as exc:
-            await self._nak(msg, batch, exc)
-            return None
+            if deliveries > 1:
+                return Prepared(msg, batch, deliveries, resume=True)
+            try:
+                records, run = await self._live_work(batch, time.time())
+            except (StoreError, CacheUnavailable) as exc:
+                await self._nak(msg, batch, exc)
+                return None
+            return Prepared(msg, batch, deliveries, records, run)
 
-    async def _finish(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
-        with _log_context(batch):
-            await self._finish_batch(msg, batch, records)
+    async def _execute(self, work: Prepared) -> list[ItemRecord] | None:
+        """Run a prepared batch: its item results (pre-failed, late, and inferred)."""
+        if not work.run:
+            return work.records
+        with _log_context(work.batch):
+            try:
+                return work.records + await self._infer(work.msg, work.batch, work.run)
+            except (StoreError, CacheUnavailable) as exc:
+                await self._nak(work.msg, work.batch, exc)
+                return None
+
+    async def _execute_resume(self, work: Prepared) -> None:
+        with _log_context(work.batch):
+            try:
+                await self._resume(work.msg, work.batch, work.deliveries)
+            except (StoreError, CacheUnavailable) as exc:
+                await self._nak(work.msg, work.batch, exc)
+
+    async def _finish(self, work: Prepared, records: list[ItemRecord]) -> None:
+        with _log_context(work.batch):
+            await self._finish_batch(work.msg, work.batch, records)
 
     async def _finish_batch(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
         async def commit_and_ack() -> None:
+            await self._report_inferred()
             await self._writeback.commit(records, time.time())
             try:
                 await msg.ack_sync()
@@ -307,13 +360,6 @@ class Runner:
                 run.append(it)
         return records, run
 
-    async def _records(self, msg: Msg, batch: Batch) -> list[ItemRecord]:
-        """The batch's item results: pre-failed items, late items, and inference."""
-        records, run = await self._live_work(batch, time.time())
-        if run:
-            records += await self._infer(msg, batch, run)
-        return records
-
     async def _resume(self, msg: Msg, batch: Batch, deliveries: int) -> None:
         """A redelivered batch may have killed its runner. Skip what a predecessor already
         counted; run the items under no suspicion first, as one part; then the suspects (the
@@ -347,9 +393,22 @@ class Runner:
         for it in suspect + quarantined:
             ledger = await self._ledger.running(batch.batch_id, ledger, [(it.job_id, it.index)])
             await self._writeback.commit(await self._infer(msg, batch, [it]), time.time())
+        await self._report_inferred()
         await msg.ack_sync()
         await self._ledger.forget(batch.batch_id)
         self.batches_done += 1
+
+    async def _report_inferred(self) -> None:
+        """Add the items run through the backend since the last report to the registry's
+        counter (the cost of redelivery, next to items counted): one Redis call per batch,
+        made in the write-back rather than between two inferences."""
+        n, self._inferred_unreported = self._inferred_unreported, 0
+        if n:
+            try:
+                await self._registry.count_inferred(self._model, self._version, n)
+            except Exception:
+                self._inferred_unreported += n  # next time
+                raise
 
     async def _not_counted(self, items: list[BatchItem]) -> list[BatchItem]:
         """The items no runner has counted yet (one marker read per job)."""
@@ -391,7 +450,7 @@ class Runner:
                     + await self._infer(msg, batch, items[mid:]))
         faults.crash_point("runner.after_inference")
         metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
-        await self._registry.count_inferred(self._model, self._version, len(items))
+        self._inferred_unreported += len(items)  # reported by the write-back, off this path
         now = time.time()
         out = []
         for it, vec in zip(items, vectors, strict=True):

@@ -40,6 +40,9 @@ from store.jobstate import JobStateCache
 
 log = logging.getLogger("inferq.scheduler")
 
+IDLE_POLL_S = 0.2
+"""Longest sleep between two looks at lanes and credit; wake-ups usually come first."""
+
 
 @dataclass
 class HeldChunk:
@@ -142,13 +145,14 @@ class Scheduler:
                 await self._idle_wait()
 
     async def _idle_wait(self) -> None:
-        """Sleep until a former's deadline, a runner asking for a batch, or 50 ms (new lanes and
-        interactive work are noticed by polling). A former whose runners' queue is full waits
-        for a runner to ask, not for its deadlines: waking at each overdue deadline would spin, and
-        the wake-ups would steal CPU from the inference next door."""
+        """Sleep until a former's deadline, a wake-up (a runner asks for a batch, a job's first
+        chunk arrives) or ``IDLE_POLL_S``, the fallback for lost wake-ups. A former whose
+        runners have no room waits for a runner to ask, not for its deadlines: waking at each
+        overdue deadline would spin, and the wake-ups would steal CPU from the inference next
+        door."""
         deadlines = [d for p in self._pipes.values()
                      if not p.no_credit and (d := p.former.next_deadline())]
-        delay = 0.05
+        delay = IDLE_POLL_S
         if deadlines:
             delay = min(delay, max(0.001, min(deadlines) - time.monotonic()))
         try:
