@@ -5,7 +5,6 @@ closed, on shutdown)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +21,7 @@ from gateway.services import GatewayServices
 from inferq import metrics
 from inferq.config import Settings
 from inferq.tracing import HEADER as TRACEPARENT
-from inferq.tracing import bound, continue_or_start
+from inferq.tracing import bound, continue_or_start, new_request_id
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
@@ -60,10 +59,14 @@ def trace_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        rid = headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
-        trace = continue_or_start(headers.get(TRACEPARENT))
+        rid = incoming = None
+        for k, v in scope.get("headers", ()):  # ASGI: lower-case names
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")[:128]
+            elif k == b"traceparent":
+                incoming = v.decode("latin-1")
+        rid = rid or new_request_id()
+        trace = continue_or_start(incoming)
         state = scope.setdefault("state", {})
         state["request_id"], state["traceparent"] = rid, trace.header()
 

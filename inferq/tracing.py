@@ -12,8 +12,8 @@ several jobs: the body maps job id to traceparent; the header names the first).
 from __future__ import annotations
 
 import contextvars
+import random
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +21,7 @@ import msgspec
 
 HEADER = "traceparent"
 
+_rng = random.Random()  # seeded from the OS once per process
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -50,14 +51,23 @@ class TraceParent(msgspec.Struct, frozen=True):
 
     @classmethod
     def start(cls) -> TraceParent:
-        return cls(secrets.token_hex(16), secrets.token_hex(8))
+        return cls(_random_hex(128), _random_hex(64))
 
     def child(self) -> TraceParent:
         """The same trace, a new span id for the next hop."""
-        return TraceParent(self.trace_id, secrets.token_hex(8), self.flags)
+        return TraceParent(self.trace_id, _random_hex(64), self.flags)
 
     def header(self) -> str:
         return f"00-{self.trace_id}-{self.parent_id}-{self.flags}"
+
+
+def _random_hex(bits: int) -> str:
+    """Random, non-zero ids (W3C asks for randomness, not secrecy: no syscall per request)."""
+    return f"{_rng.getrandbits(bits) | 1:0{bits // 4}x}"
+
+
+def new_request_id() -> str:
+    return _random_hex(128)
 
 
 def continue_or_start(value: str | None) -> TraceParent:
