@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -22,6 +21,7 @@ from redis.asyncio import Redis
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
 from gpu_runner.gpu_util import GpuUtilisation
+from gpu_runner.prepared import Prepared, job_log_fields, log_context
 from gpu_runner.redelivery import RedeliveryLedger, item_key
 from gpu_runner.writeback import WriteBack
 from inferq import faults, metrics
@@ -29,7 +29,6 @@ from inferq.bus import ensure_consumer
 from inferq.config import Settings
 from inferq.models.bucketing import pad_batch
 from inferq.tasks import stop_task
-from inferq.tracing import bound, trace_id_of
 from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.api import EmbeddingOutput
@@ -49,38 +48,9 @@ poison: once or twice could be unrelated crashes (the chaos suite crashes runner
 inference passes and never condemns an innocent item at 3)."""
 
 
-def _log_context(batch: Batch):
-    """Log lines about this batch carry its id, and its job's id and trace when it serves
-    one job (lines about one job of a mixed batch add them with ``_job_fields``)."""
-    jobs = {it.job_id for it in batch.items} | {f.job_id for f in batch.failed}
-    if len(jobs) == 1:
-        [job] = jobs
-        return bound(batch_id=batch.batch_id, **_job_fields(batch, job))
-    return bound(batch_id=batch.batch_id)
-
-
-def _job_fields(batch: Batch, job_id: str) -> dict[str, str]:
-    trace = trace_id_of(batch.traces.get(job_id))
-    return {"job_id": job_id, "trace_id": trace} if trace else {"job_id": job_id}
-
-
 def _item_error(code: str, message: str) -> ItemError:
     known = ErrorCode._value2member_map_.get(code)
     return ItemError.of(ErrorCode(code), message) if known else ItemError(code, message)
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A fetched batch, decoded, its items marked running: ready for the backend."""
-
-    msg: Msg
-    batch: Batch
-    deliveries: int
-    records: list[ItemRecord] = field(default_factory=list)
-    """Results known without inference: pre-failed items, items past their deadline."""
-    run: list[BatchItem] = field(default_factory=list)
-    resume: bool = False
-    """A redelivery: resumed alone, after the write-back in flight (see ``_resume``)."""
 
 
 class Runner:
@@ -264,7 +234,7 @@ class Runner:
             log.error("undecodable batch: terminated")
             await msg.term()
             return None
-        with _log_context(batch):
+        with log_context(batch):
             if deliveries > self._s.batch_max_deliver:
                 await self._transient(msg, batch, lambda: self._dead_letter(
                     msg, batch, deliveries, "max deliveries exhausted"))
@@ -282,7 +252,7 @@ class Runner:
         """Run a prepared batch: its item results (pre-failed, late, and inferred)."""
         if not work.run:
             return work.records
-        with _log_context(work.batch):
+        with log_context(work.batch):
             try:
                 return work.records + await self._infer(work.msg, work.batch, work.run)
             except (StoreError, CacheUnavailable) as exc:
@@ -290,14 +260,14 @@ class Runner:
                 return None
 
     async def _execute_resume(self, work: Prepared) -> None:
-        with _log_context(work.batch):
+        with log_context(work.batch):
             try:
                 await self._resume(work.msg, work.batch, work.deliveries)
             except (StoreError, CacheUnavailable) as exc:
                 await self._nak(work.msg, work.batch, exc)
 
     async def _finish(self, work: Prepared, records: list[ItemRecord]) -> None:
-        with _log_context(work.batch):
+        with log_context(work.batch):
             await self._finish_batch(work.msg, work.batch, records)
 
     async def _finish_batch(self, msg: Msg, batch: Batch, records: list[ItemRecord]) -> None:
@@ -441,7 +411,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
             if len(items) == 1:
                 log.error("item %s/%d failed in the backend: %s", items[0].job_id,
-                          items[0].index, exc, extra=_job_fields(batch, items[0].job_id))
+                          items[0].index, exc, extra=job_log_fields(batch, items[0].job_id))
                 return [self._failed_record(items[0].job_id, items[0].index, items[0].client_id,
                                             ItemError.of(ErrorCode.INTERNAL_ERROR,
                                                          f"inference failed: {exc}"), time.time())]
