@@ -11,7 +11,6 @@ unpublished by a dead gateway and not completed by a retry within
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from gateway.admission import Admission
 from gateway.jobend import EndSchedule
 from gateway.limits import IDEMPOTENCY_HEADER, check_submit
 from gateway.tenants import Tenant
-from inferq import faults, metrics
+from inferq import bus, faults, metrics
 from inferq.config import Settings
 from inferq.models.errors import ModelNotFound
 from inferq.models.repository import ModelRepository
@@ -37,8 +36,6 @@ from schemas.errors import ErrorCode
 from schemas.states import TERMINAL_JOB, Priority
 from store.jobstate import JobFields, JobStateCache
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
-
-log = logging.getLogger("inferq.gateway.submit")
 
 
 def new_job_id() -> str:
@@ -187,14 +184,8 @@ class Submitter:
             await self._js.publish(subject, encode(msg), headers={
                 "Nats-Msg-Id": f"{job.job_id}:{n}", TRACEPARENT: trace})
             if n == 0:
-                await self._signal_work(job)
+                # Wake the schedulers for this lane (they also look every 200 ms).
+                await bus.hint(self._nc, subjects.work_arrived_subject(
+                    job.model, job.priority, job.tenant))
                 faults.crash_point("gateway.mid_publish")
 
-    async def _signal_work(self, job: JobRecord) -> None:
-        """Wake the schedulers for the job's lane (they also poll, every 200 ms): a hint on
-        core NATS, fire and forget."""
-        try:
-            await self._nc.publish(subjects.work_arrived_subject(job.model, job.priority,
-                                                                 job.tenant))
-        except Exception:  # a lost hint is harmless
-            log.debug("work-arrived signal not sent", exc_info=True)

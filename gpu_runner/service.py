@@ -25,7 +25,7 @@ from gpu_runner.prepared import Prepared, job_log_fields, log_context
 from gpu_runner.redelivery import RedeliveryLedger, item_key
 from gpu_runner.writeback import WriteBack
 from inferq import faults, metrics
-from inferq.bus import ensure_consumer
+from inferq.bus import ensure_consumer, hint
 from inferq.config import Settings
 from inferq.models.bucketing import pad_batch
 from inferq.tasks import stop_task
@@ -141,20 +141,12 @@ class Runner:
         task queues its request before its first real wait."""
         fetching = asyncio.ensure_future(self._sub.fetch(1, timeout=1.0))
         await asyncio.sleep(0)
-        await self._signal_wanted()
+        await hint(self._nc, subjects.batch_wanted_subject(self._model, self._version))
         try:
             msgs = await fetching
         except (TimeoutError, jserr.FetchTimeoutError):
             return None
         return msgs[0] if msgs else None
-
-    async def _signal_wanted(self) -> None:
-        """A hint only (core NATS, fire and forget): schedulers also poll the consumer, so a
-        lost one costs a poll interval, not correctness."""
-        try:
-            await self._nc.publish(subjects.batch_wanted_subject(self._model, self._version))
-        except Exception:  # a lost hint is harmless
-            log.debug("batch-wanted signal not sent", exc_info=True)
 
     async def _run(self) -> None:
         """Fetch and prepare, infer, write back — overlapped: while one batch is inferred the

@@ -28,6 +28,16 @@ class BusUnavailable(BusError):
     pass
 
 
+async def hint(nc: NATS, subject: str) -> None:
+    """Publish a wake-up hint on core NATS (no stream captures ``inferq.signal.>``): fire and
+    forget, since every receiver also polls — a lost hint costs a poll interval, never
+    correctness."""
+    try:
+        await nc.publish(subject)
+    except Exception:  # a lost hint is harmless
+        log.debug("hint %s not sent", subject, exc_info=True)
+
+
 async def connect(url: str, name: str) -> NATS:
     """A connection that reconnects forever (clients reconnect on their own after an outage)."""
 

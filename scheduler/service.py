@@ -179,11 +179,11 @@ class Scheduler:
         """Pull chunks while the formers hold little (late formation: the rest waits in JOBS,
         where fair share applies). Interactive lanes may be pulled past the hold limit, so an
         urgent item never waits behind a full former of batch work."""
-        if self._held_items() >= self._hold_limit():
+        if self.held_items >= self.hold_limit:
             return await self._pull_interactive()
         pulled = False
         for _ in range(4):
-            if self._held_items() >= self._hold_limit():
+            if self.held_items >= self.hold_limit:
                 break
             lane = self._policy.next_lane()
             if lane is None:
@@ -198,7 +198,7 @@ class Scheduler:
         held = sum(p.former.count("interactive") for p in self._pipes.values())
         pulled = False
         for lane in self._policy.lanes():
-            if lane.priority != "interactive" or held >= self._hold_limit() // 4:
+            if lane.priority != "interactive" or held >= self.hold_limit // 4:
                 continue
             n = await self._pull_from(lane)
             if n is not None:
@@ -300,7 +300,7 @@ class Scheduler:
             # At the hold limit nothing more comes in until batches leave: a runner with room
             # gets the fullest partial batch now rather than idling until a deadline.
             formed = pipe.former.pop_ready(now, limit=credit,
-                                           hungry=self._held_items() >= self._hold_limit())
+                                           hungry=self.held_items >= self.hold_limit)
             for n, fb in enumerate(formed):
                 try:
                     await self._publish(pipe, self._to_batch(pipe, fb))
@@ -401,16 +401,10 @@ class Scheduler:
     @property
     def held_items(self) -> int:
         """Items in the formers: pulled from JOBS, not yet in a published batch."""
-        return self._held_items()
+        return sum(len(p.former) for p in self._pipes.values())
 
     @property
     def hold_limit(self) -> int:
-        return self._hold_limit()
-
-    def _held_items(self) -> int:
-        return sum(len(p.former) for p in self._pipes.values())
-
-    def _hold_limit(self) -> int:
         """Items the formers may hold: enough to fill every bucket's batches, small enough
         that fairness is still decided in JOBS for everything else."""
         sizes = [p.config.max_batch_size for p in self._pipes.values()] or [64]
