@@ -1,11 +1,12 @@
 """The backend alone, with and without a little unrelated CPU work beside it, side by side.
 
-Why the service's efficiency on a small machine stops near 0.85 although its runner is
-inferring 97 % of the time: a multi-threaded inference pass waits at each layer for its
-slowest thread, so a neighbour that takes a core for a few milliseconds stalls all of them.
-This measures it: ideal (length-sorted, bucketed) batches of real text, with a neighbour
-process that burns a given fraction of one core in 1 ms slices (roughly how the scheduler,
-NATS, Redis and the gateway wake up), for the backend's default threads and for one thread.
+Why the service's efficiency on a small machine depends on how inference uses its threads:
+one multi-threaded inference pass waits at each layer for its slowest thread, so a neighbour
+that takes a core for a few milliseconds stalls all of them. This measures it: ideal
+(length-sorted, bucketed) batches of real text, with a neighbour process that burns a given
+fraction of one core in 1 ms slices (roughly how the scheduler, NATS, Redis and the gateway
+wake up), for the backend's default (OpenVINO: large batches split between two streams), one
+stream on all threads (the previous default), and one thread.
 
     python bench/bench_contention.py            # 3,000 texts, neighbours 0, 0.15, 0.33, 0.6 core
     python bench/bench_contention.py --items 1000 --loads 0 0.33
@@ -50,8 +51,9 @@ def main() -> None:
     texts = texts_for(args.items)
     encoded = [e.ids for e in tok.encode(texts) if isinstance(e, Encoded)]
     batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
-    for threads in (None, 1):
-        backend = create_backend(args.backend, vdir, cfg, threads=threads)
+    configs = {"default": (None, None), "one stream": (None, 1), "one thread": (1, 1)}
+    for name, (threads, streams) in configs.items():
+        backend = create_backend(args.backend, vdir, cfg, threads=threads, streams=streams)
         backend.warmup()
         base = None
         for load in args.loads:
@@ -68,7 +70,7 @@ def main() -> None:
             if proc:
                 proc.join()
             base = base or rate
-            print(f"{backend.label} threads={threads or 'default'}: neighbour {load:.2f} core "
+            print(f"{backend.label} {name}: neighbour {load:.2f} core "
                   f"-> {rate:7.1f} items/s ({rate / base:.2f}x of no neighbour)", flush=True)
         backend.close()
 

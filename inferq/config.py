@@ -38,6 +38,9 @@ class Settings:
     | tensorrt-fp32 (NVIDIA GPU; auto never picks it)."""
     backend_threads: int | None = None
     """Inference threads per runner (None: the backend's default, i.e. all cores)."""
+    backend_streams: int | None = None
+    """OpenVINO: independent infer requests a large batch is split between, sharing the
+    threads (None: 2 where there are at least two threads; 1: one request for everything)."""
     result_ttl_s: float = 7 * 86400
     """How long results, job records, idempotency records and Redis keys live."""
     idempotency_ttl_s: float = 24 * 3600

@@ -108,7 +108,8 @@ class RunnerRole:
         repo = ModelRepository(s.model_repo)
         name, version = repo.resolve(s.runner_model)
         backend = create_backend(s.backend, repo.version_dir(name, version),
-                                 repo.config(name, version), threads=s.backend_threads)
+                                 repo.config(name, version), threads=s.backend_threads,
+                                 streams=s.backend_streams)
         await asyncio.to_thread(backend.warmup)
         self._backend = backend
         self._redis = _redis(s)

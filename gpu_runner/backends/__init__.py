@@ -24,28 +24,40 @@ KINDS = (
 
 
 def create_backend(
-    kind: str, version_dir: Path, config: ModelConfig, *, threads: int | None = None
+    kind: str,
+    version_dir: Path,
+    config: ModelConfig,
+    *,
+    threads: int | None = None,
+    streams: int | None = None,
 ) -> Backend:
     """Build and load a backend. Kinds: "onnxruntime" (fp32), "openvino" (bf16 where the CPU
     has it, else f32), "openvino-f32", "openvino-bf16", "tensorrt" (NVIDIA GPU, fp16),
     "tensorrt-fp32", and "auto" (see ``select``; CPU only, it never picks TensorRT).
 
-    The result is loaded (``load()`` is idempotent); call ``warmup()`` before serving.
+    ``streams`` applies to OpenVINO only (see ``OpenVinoBackend``). The result is loaded
+    (``load()`` is idempotent); call ``warmup()`` before serving.
     """
     backend: Backend
     match kind:
         case "auto":
             from gpu_runner.backends.select import select_auto
 
-            return select_auto(version_dir, config, threads=threads)
+            return select_auto(version_dir, config, threads=threads, streams=streams)
         case "onnxruntime":
             backend = OnnxRuntimeBackend(version_dir, config, threads=threads)
         case "openvino":
-            backend = OpenVinoBackend(version_dir, config, threads=threads, precision="auto")
+            backend = OpenVinoBackend(
+                version_dir, config, threads=threads, streams=streams, precision="auto"
+            )
         case "openvino-f32":
-            backend = OpenVinoBackend(version_dir, config, threads=threads, precision="fp32")
+            backend = OpenVinoBackend(
+                version_dir, config, threads=threads, streams=streams, precision="fp32"
+            )
         case "openvino-bf16":
-            backend = OpenVinoBackend(version_dir, config, threads=threads, precision="bf16")
+            backend = OpenVinoBackend(
+                version_dir, config, threads=threads, streams=streams, precision="bf16"
+            )
         case "tensorrt":
             backend = TensorRTBackend(version_dir, config, precision="fp16")
         case "tensorrt-fp32":

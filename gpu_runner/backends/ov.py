@@ -1,11 +1,20 @@
 """OpenVINO on CPU, in bf16 where the CPU has AMX / AVX-512 BF16, else f32.
 
-One infer request is reused per backend (a runner drives a backend from one thread); a lock
-keeps accidental concurrent callers correct.
+Two streams by default where there are at least two inference threads: a large batch's rows
+are split between two independent infer requests, each with its share of the threads,
+instead of one request whose threads meet at every layer. Small batches, where a half on
+fewer threads is slower than the whole on all of them, run whole on a second, single-stream
+compilation of the graph. Measured on the 2-core reference machine with
+``python bench/bench_contention.py`` and ``bench/bench_service.py`` (figures in
+docs/models.md).
+
+The infer requests are reused (a runner drives a backend from one thread); a lock keeps
+accidental concurrent callers correct.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Literal
@@ -18,6 +27,25 @@ from inferq.models.config import ModelConfig
 from inferq.models.errors import ModelLoadError
 
 Precision = Literal["auto", "fp32", "bf16"]
+
+SPLIT_MIN_TOKENS = 256
+"""Padded tokens below which a batch runs whole on the single-stream compilation. Measured on
+2 cores (rows x seq): halves of 4x16 and 8x16 took 1.15x and 1.05x as long as the whole,
+16x16 the same, 2x64 and up 0.92x."""
+
+
+def split_count(rows: int, seq_len: int, streams: int) -> int:
+    """How many of the ``streams`` infer requests a [rows, seq_len] batch is split between
+    (1: it runs whole, on the single-stream compilation)."""
+    if rows * seq_len < SPLIT_MIN_TOKENS:
+        return 1
+    return max(1, min(rows, streams))
+
+
+def default_streams(threads: int | None) -> int:
+    """2 where there are at least two inference threads (``None``: every core we may use)."""
+    n = threads or len(os.sched_getaffinity(0))
+    return 2 if n >= 2 else 1
 
 
 def cpu_supports_bf16(core: ov.Core | None = None) -> bool:
@@ -34,7 +62,9 @@ class OpenVinoBackend(Backend):
 
     ``precision``: "auto" (bf16 when supported, else fp32), "fp32", or "bf16" (raises
     ``BackendUnavailable`` on a CPU without bf16). ``latency_hint`` uses all cores for one
-    request, which suits a runner that executes one batch at a time.
+    request (the single-stream compilation). ``streams``: independent infer requests a large
+    batch is split between, each with its share of the threads (``None``: ``default_streams``;
+    1: one request, all threads, for everything).
     """
 
     name = "openvino"
@@ -48,14 +78,22 @@ class OpenVinoBackend(Backend):
         precision: Precision = "auto",
         latency_hint: bool = True,
         cache_dir: Path | None = None,
+        streams: int | None = None,
     ) -> None:
         super().__init__(version_dir, config, threads=threads)
         self.requested_precision = precision
         self.precision = precision
         self.latency_hint = latency_hint
         self.cache_dir = cache_dir
+        self.streams = streams or default_streams(threads)
         self._request: ov.InferRequest | None = None
+        self._streams: list[ov.InferRequest] = []
         self._lock = threading.Lock()
+
+    @property
+    def split_requests(self) -> int:
+        """Infer requests a large batch is split between once loaded (0: none, runs whole)."""
+        return len(self._streams)
 
     def _load(self) -> None:
         core = ov.Core()
@@ -90,19 +128,52 @@ class OpenVinoBackend(Backend):
                 f"graph has inputs {inputs} and outputs {sorted(outputs)}; config expects inputs "
                 f"{self.config.inputs} and output {self.config.output_name!r}",
             )
+        self._request = self._compile(core, model, properties).create_infer_request()
+        if self.streams > 1:
+            split = {
+                "INFERENCE_PRECISION_HINT": properties["INFERENCE_PRECISION_HINT"],
+                "NUM_STREAMS": self.streams,
+                "INFERENCE_NUM_THREADS": self.threads or len(os.sched_getaffinity(0)),
+            }
+            compiled = self._compile(core, model, split)
+            self._streams = [compiled.create_infer_request() for _ in range(self.streams)]
+
+    def _compile(self, core: ov.Core, model: ov.Model, properties: dict) -> ov.CompiledModel:
         try:
-            compiled = core.compile_model(model, "CPU", properties)
+            return core.compile_model(model, "CPU", properties)
         except Exception as exc:
             raise ModelLoadError(self.model_path, f"OpenVINO cannot compile it ({exc})") from exc
-        self._request = compiled.create_infer_request()
 
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        n = split_count(*input_ids.shape, len(self._streams))
+        with self._lock:
+            if n < 2:
+                return self._run_whole(input_ids, attention_mask)
+            return self._run_split(self._streams[:n], input_ids, attention_mask)
+
+    def _run_whole(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         assert self._request is not None
         ids_name, mask_name = self.config.inputs
-        with self._lock:
-            self._request.infer({ids_name: input_ids, mask_name: attention_mask})
-            # The output tensor is reused by the next infer(): copy it out.
-            return np.array(self._request.get_tensor(self.config.output_name).data, copy=True)
+        self._request.infer({ids_name: input_ids, mask_name: attention_mask})
+        # The output tensor is reused by the next infer(): copy it out.
+        return np.array(self._request.get_tensor(self.config.output_name).data, copy=True)
+
+    def _run_split(
+        self, requests: list[ov.InferRequest], input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
+        """The batch's rows split evenly between ``requests``, run at once."""
+        ids_name, mask_name = self.config.inputs
+        n = len(requests)
+        parts = zip(np.array_split(input_ids, n), np.array_split(attention_mask, n), requests,
+                    strict=True)
+        for ids, mask, request in parts:
+            request.start_async({ids_name: ids, mask_name: mask})
+        outs = []
+        for request in requests:
+            request.wait()
+            outs.append(request.get_tensor(self.config.output_name).data)
+        return np.concatenate(outs)  # a copy: the output tensors are reused
 
     def _close(self) -> None:
         self._request = None
+        self._streams = []

@@ -70,6 +70,7 @@ def select_auto(
     config: ModelConfig,
     *,
     threads: int | None = None,
+    streams: int | None = None,
 ) -> Backend:
     """Load the backend the rule picks, verify it against ONNX Runtime fp32, return it loaded."""
     from gpu_runner.backends import create_backend  # the factory imports this module
@@ -80,7 +81,7 @@ def select_auto(
     if kind == "onnxruntime":
         log.info("backend auto -> onnxruntime/fp32 (rule)")
         return reference
-    candidate = create_backend(kind, version_dir, config, threads=threads)
+    candidate = create_backend(kind, version_dir, config, threads=threads, streams=streams)
     try:
         tokenizer = TextTokenizer.from_dir(version_dir, config)
         cosine = self_check(candidate, reference, tokenizer)

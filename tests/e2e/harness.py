@@ -122,7 +122,7 @@ def role_env(settings: Settings, **extra: str) -> dict[str, str]:
 
     env = dict(os.environ)
     for name in ("nats_url", "redis_url", "results_url", "model_repo", "tenants_file",
-                 "backend", "backend_threads", "max_queue_delay_s", "http_port"):
+                 "backend", "backend_threads", "backend_streams", "max_queue_delay_s", "http_port"):
         value = getattr(settings, name)
         if value is not None:
             env[f"INFERQ_{name.upper()}"] = str(value)

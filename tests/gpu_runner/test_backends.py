@@ -24,6 +24,7 @@ from gpu_runner.backends import (
     create_backend,
 )
 from gpu_runner.backends import select as backend_select
+from gpu_runner.backends.ov import default_streams, split_count
 from inferq.models.bucketing import bucket_for, pad_batch
 from inferq.models.config import ModelConfig
 from inferq.models.errors import ModelLoadError
@@ -145,6 +146,31 @@ def test_exact_shapes_model_a_fixed_profile_engine(minilm_config: ModelConfig) -
     assert shapes.accepts(8, 256) and not shapes.accepts(9, 256) and not shapes.accepts(1, 100)
     dynamic = BucketShapes.from_config(minilm_config)
     assert dynamic.accepts(128, 100) and not dynamic.accepts(1, 257) and not dynamic.accepts(0, 16)
+
+
+def test_openvino_splits_only_batches_big_enough_to_gain() -> None:
+    # rows x seq_len -> requests: small batches run whole (a half on one thread is slower).
+    cases = {(1, 256): 1, (4, 16): 1, (8, 16): 1, (16, 16): 2, (7, 64): 2, (64, 32): 2}
+    assert {shape: split_count(*shape, 2) for shape in cases} == cases
+    assert split_count(64, 32, 1) == 1 and split_count(3, 128, 4) == 3
+    assert [default_streams(t) for t in (1, 2, 8)] == [1, 2, 2]
+
+
+def test_openvino_split_batches_embed_as_the_whole_batch_does(
+    minilm_dir: Path, minilm_config: ModelConfig, tokenizer: TextTokenizer
+) -> None:
+    whole = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=1, precision="fp32")
+    split = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
+    with whole, split:
+        assert (whole.split_requests, split.split_requests) == (0, 2)
+        words = "late formation keeps fairness decisions close to the accelerator".split()
+        for rows, bucket in ((7, 64), (2, 128), (3, 16)):  # odd split, even split, whole
+            texts = [" ".join(words[: 2 + r] * 3) for r in range(rows)]
+            encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
+            ids, mask = pad_batch([e.ids[:bucket] for e in encoded], bucket)
+            got, want = split.run(ids, mask), whole.run(ids, mask)
+            assert got.shape == (rows, minilm_config.output_dim)
+            np.testing.assert_allclose(got, want, atol=2e-5)
 
 
 @pytest.fixture
