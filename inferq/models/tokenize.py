@@ -74,7 +74,10 @@ class TextTokenizer:
                 valid.append(i)
             else:
                 results[i] = rejection
-        encodings = self._tok.encode_batch([texts[i] for i in valid]) if valid else []
+        # One text at a time, on this thread: ``encode_batch`` fans out to every core, which
+        # on a shared machine stalls the inference next door for a saving of ~5 ms a chunk
+        # (256 texts: 11 ms on one core vs 6.6 ms on two; 0.43 vs 0.5 CPU-s per 10,000).
+        encodings = [self._tok.encode(texts[i]) for i in valid]
         for i, enc in zip(valid, encodings, strict=True):
             if all(enc.special_tokens_mask):
                 results[i] = ItemRejection(
