@@ -4,10 +4,13 @@ Starts the `inferq dev` topology (nats-server and redis-server from their wheels
 scheduler and one runner as separate processes; SQLite), then measures on real-length English
 text (Python standard library docstrings):
 
-- efficiency: end-to-end items/s of one N-item job (submit to terminal, nothing else running)
+- efficiency: end-to-end items/s of an N-item job (submit to terminal, nothing else running)
   divided by the backend's own items/s on the same texts, sorted by length and batched
-  ideally, measured in the same run (before and after the service run; the mean is used),
-  with each process's CPU seconds over the job's window;
+  ideally, measured in the bench process right before and right after the job (the mean of
+  the two; OpenVINO both as the service runs it and with one stream, and the better of the two
+  is the baseline). The job runs 3 times, each between two baselines, so that drift in a
+  shared machine's speed cancels; the median is reported, with min and max, each job's
+  timeline, and each process's CPU seconds over the job's window;
 - padding: padded tokens / real tokens with the scheduler's bucketing versus padding each
   arrival-order batch of 32 to its longest item;
 - isolation: a 1-item interactive job's latency (p50/p95) while the same N-item job runs a
@@ -16,7 +19,7 @@ text (Python standard library docstrings):
 - submit-to-202 latency p50/p99 for 1-item and 1,000-item jobs, and status polls per second.
 
     python bench/bench_service.py            # 10,000 items
-    python bench/bench_service.py --quick    # 2,000 items, fewer samples
+    python bench/bench_service.py --quick    # 2,000 items, one efficiency job, fewer samples
     python bench/bench_service.py --profile /tmp/prof  # + py-spy stacks (pip install py-spy)
 """
 
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -99,9 +103,10 @@ def padding(encoded: list[list[int]], cfg) -> tuple[float, float]:
 
 
 def backend_alone(
-    kind: str, threads: int | None, vdir: Path, cfg, encoded: list[list[int]]
+    kind: str, threads: int | None, streams: int | None, vdir: Path, cfg,
+    encoded: list[list[int]],
 ) -> float:
-    backend = create_backend(kind, vdir, cfg, threads=threads)
+    backend = create_backend(kind, vdir, cfg, threads=threads, streams=streams)
     backend.warmup()
     batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
     t0 = time.perf_counter()
@@ -110,6 +115,15 @@ def backend_alone(
     elapsed = time.perf_counter() - t0
     backend.close()
     return len(encoded) / elapsed
+
+
+def alone_configs(args) -> dict[str, int | None]:
+    """The backend as the service runs it, and OpenVINO with one stream: the better is the
+    baseline."""
+    configs = {f"streams={args.streams or 'default'}": args.streams}
+    if args.streams != 1:
+        configs["streams=1"] = 1
+    return configs
 
 
 async def wait_done(c: httpx.AsyncClient, job: str, poll: float) -> dict:
@@ -154,9 +168,48 @@ def _profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
     ]
 
 
+async def efficiency_job(
+    big: httpx.AsyncClient, body: dict, sched_port: int, runner_port: int,
+    pids: dict[str, int], profile_dir: Path | None,
+) -> dict:
+    """One N-item job with nothing else running: its rate, timeline, batch sizes, the
+    runner's busy ratio and each process's CPU seconds over its window."""
+    n = len(body["inputs"])
+    before = await scrape(sched_port, "inferq_batch_size_bucket")
+    infer_before = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
+    cpu_before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
+    spies = _profile(pids, profile_dir) if profile_dir else []
+    t0 = time.perf_counter()
+    r = await big.post("/v1/jobs", json=body)
+    r.raise_for_status()
+    accepted = time.perf_counter() - t0
+    doc = await wait_done(big, r.json()["job_id"], 0.1)
+    wall = time.perf_counter() - t0
+    cpu = {k: _cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()}
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(30)
+    assert doc["counts"]["succeeded"] == n, doc
+    stamps = {k: datetime.fromisoformat(doc[k]).timestamp()
+              for k in ("created_at", "started_at", "finished_at")}
+    after = await scrape(sched_port, "inferq_batch_size_bucket")
+    infer_after = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
+    return dict(
+        wall=wall,
+        rate=n / wall,
+        busy=(infer_after - infer_before) / wall,
+        timeline=(accepted, stamps["started_at"] - stamps["created_at"],
+                  stamps["finished_at"] - stamps["started_at"],
+                  wall - (stamps["finished_at"] - stamps["created_at"])),
+        batch_hist={k: after[k] - before.get(k, 0) for k in after},
+        cpu=cpu,
+    )
+
+
 async def service_run(
     url: str, texts: list[str], quick: bool, sched_port: int, runner_port: int,
-    pids: dict[str, int], profile_dir: Path | None,
+    pids: dict[str, int], profile_dir: Path | None, repeats: int, baseline,
 ) -> dict:
     big = httpx.AsyncClient(
         base_url=url, timeout=120, headers={"Authorization": f"Bearer {KEYS['big']}"}
@@ -202,41 +255,15 @@ async def service_run(
         await asyncio.gather(*[poller() for _ in range(16)])
         out["polls_per_s"] = polls / 3
         big_body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
-        # 1. Efficiency: the big job alone, with CPU time per process over its window.
-        before = await scrape(sched_port, "inferq_batch_size_bucket")
-        infer_before = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
-        cpu_before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
-        spies = _profile(pids, profile_dir) if profile_dir else []
-        busy: list[float] = []
-
-        async def sample_busy() -> None:
-            while True:
-                await asyncio.sleep(2)
-                m = await scrape(runner_port, "inferq_runner_busy_ratio")
-                busy.extend(m.values())
-
-        sampler = asyncio.create_task(sample_busy())
-        t0 = time.perf_counter()
-        r = await big.post("/v1/jobs", json=big_body)
-        r.raise_for_status()
-        doc = await wait_done(big, r.json()["job_id"], 0.1)
-        wall = time.perf_counter() - t0
-        sampler.cancel()
-        for spy in spies:
-            spy.send_signal(signal.SIGINT)
-        for spy in spies:
-            spy.wait(30)
-        assert doc["counts"]["succeeded"] == len(texts), doc
-        after = await scrape(sched_port, "inferq_batch_size_bucket")
-        infer_after = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
-        out.update(
-            busy_exact=(infer_after - infer_before) / wall,
-            e2e_wall=wall,
-            e2e_rate=len(texts) / wall,
-            busy=busy,
-            batch_hist={k: after[k] - before.get(k, 0) for k in after},
-            cpu_window={k: _cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()},
-        )
+        # 1. Efficiency: the big job alone, `repeats` times, each between two measurements of
+        #    the backend alone (service idle), so that drift in the machine's speed cancels.
+        out["points"] = [await asyncio.to_thread(baseline)]
+        out["runs"] = []
+        for k in range(repeats):
+            out["runs"].append(await efficiency_job(
+                big, big_body, sched_port, runner_port, pids,
+                profile_dir if k == 0 else None))
+            out["points"].append(await asyncio.to_thread(baseline))
         # 2. Isolation: the big job again, with 1-item interactive probes alongside.
         r = await big.post("/v1/jobs", json=big_body)
         r.raise_for_status()
@@ -252,7 +279,7 @@ async def service_run(
 
         prober = asyncio.create_task(probe())
         t0 = time.perf_counter()
-        doc = await wait_done(big, big_job, 0.2)
+        await wait_done(big, big_job, 0.2)
         out["probed_rate"] = len(texts) / (time.perf_counter() - t0)
         prober.cancel()
         out["under_load"] = under_load
@@ -278,10 +305,15 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=None)
     ap.add_argument("--backend", default=os.environ.get("INFERQ_BACKEND", "auto"))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--streams", type=int, default=None,
+                    help="OpenVINO streams (default: the backend's; 1 = one request, all threads)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="efficiency jobs, each between two baselines (default 3; --quick 1)")
     ap.add_argument("--profile", type=Path, default=None,
                     help="write py-spy collapsed stacks per role for the efficiency job here")
     args = ap.parse_args()
     n = args.items or (2000 if args.quick else 10_000)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     texts = texts_for(n)
     vdir = ensure_default_model()
     repo = ModelRepository(vdir.parent.parent)
@@ -297,8 +329,16 @@ def main() -> None:
         f"padding (padded/real tokens): bucketed {bucketed:.3f}, arrival-order batches of 32 "
         f"padded to longest {arrival:.3f}  -> ratio {arrival / bucketed:.2f}x"
     )
-    alone_1 = backend_alone(args.backend, args.threads, vdir, cfg, encoded)
-    print(f"backend alone (sorted, ideal batches): {alone_1:.1f} items/s")
+
+    def baseline() -> dict[str, float]:
+        return {
+            label: backend_alone(args.backend, args.threads, streams, vdir, cfg, encoded)
+            for label, streams in alone_configs(args).items()
+        }
+
+    outside = baseline()
+    print("backend alone (sorted, ideal batches), before the service starts: " + ", ".join(
+        f"{label} {rate:.1f} items/s" for label, rate in outside.items()))
 
     tmp = Path(tempfile.mkdtemp(prefix="inferq-bench-"))
     (tmp / "logs").mkdir()
@@ -327,6 +367,8 @@ def main() -> None:
     )
     if args.threads:
         env["INFERQ_BACKEND_THREADS"] = str(args.threads)
+    if args.streams:
+        env["INFERQ_BACKEND_STREAMS"] = str(args.streams)
     procs = [
         start_role("runner", dict(env, INFERQ_METRICS_PORT=str(runner_port)), tmp / "logs"),
         start_role("scheduler", dict(env, INFERQ_METRICS_PORT=str(sched_port)), tmp / "logs"),
@@ -346,10 +388,7 @@ def main() -> None:
                                                 strict=True)}
         pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
         res = asyncio.run(service_run(url, texts, args.quick, sched_port, runner_port, pids,
-                                      args.profile))
-        print("CPU seconds per process during the efficiency job: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in res["cpu_window"].items())
-            + f" (wall {res['e2e_wall']:.1f} s, {os.cpu_count()} cores)")
+                                      args.profile, args.repeats, baseline))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -357,14 +396,25 @@ def main() -> None:
             p.wait(60)
         redis.stop()
         nats.stop()
-    alone_2 = backend_alone(args.backend, args.threads, vdir, cfg, encoded)
-    alone = (alone_1 + alone_2) / 2
-    print(f"backend alone again after the service run: {alone_2:.1f} items/s (mean {alone:.1f})")
-    print(f"end to end: {n} items in {res['e2e_wall']:.1f}s = {res['e2e_rate']:.1f} items/s")
-    print(
-        f"EFFICIENCY end-to-end / backend-alone = {res['e2e_rate'] / alone:.3f}  "
-        f"(overhead ratio: service wall / backend time = {alone / res['e2e_rate']:.3f})"
-    )
+    print("backend alone with the service up and idle, between the jobs: " + "; ".join(
+        ", ".join(f"{label} {rate:.1f}" for label, rate in point.items())
+        for point in res["points"]) + " items/s")
+    effs = []
+    for k, run in enumerate(res["runs"]):
+        around = res["points"][k : k + 2]
+        means = {label: statistics.mean(p[label] for p in around) for label in around[0]}
+        best = max(means, key=means.__getitem__)
+        effs.append(run["rate"] / means[best])
+        print(f"job {k + 1}: {n} items in {run['wall']:.1f} s = {run['rate']:.1f} items/s; "
+              f"backend alone around it {means[best]:.1f} ({best}) -> efficiency {effs[-1]:.3f}; "
+              f"runner busy {run['busy']:.3f} of the wall time in inference")
+        print("  timeline: 202 after {:.3f} s; first batch running {:.3f} s after the job was "
+              "created; running {:.2f} s; the rest (submit, last poll) {:.3f} s".format(
+                  *run["timeline"]))
+        print("  CPU seconds per process: " + ", ".join(
+            f"{role} {v:.1f}" for role, v in run["cpu"].items()) + f" ({os.cpu_count()} cores)")
+    print(f"EFFICIENCY end-to-end / backend-alone: median {statistics.median(effs):.3f} of "
+          f"{len(effs)} (min {min(effs):.3f}, max {max(effs):.3f})")
     idle, load = res["idle_latency"], res["under_load"]
     print(
         f"isolation: 1-item interactive latency idle p50 {pct(idle, 0.5) * 1e3:.0f} ms "
@@ -373,14 +423,8 @@ def main() -> None:
         f"({len(load)} probes) -> p50 ratio {pct(load, 0.5) / pct(idle, 0.5):.2f}x; "
         f"the big job ran at {res['probed_rate']:.1f} items/s with the probes"
     )
-    if res["busy"]:
-        print(
-            f"runner busy ratio: {res['busy_exact']:.3f} of the job's wall time in inference "
-            f"(the runner's own 30 s gauge, sampled every 2 s: mean "
-            f"{statistics.mean(res['busy']):.3f}, max {max(res['busy']):.3f})"
-        )
     by_le: dict[float, float] = {}
-    for k, v in res["batch_hist"].items():  # summed over the per-bucket series
+    for k, v in res["runs"][0]["batch_hist"].items():  # summed over the per-bucket series
         le = k.split('le="')[1].split('"')[0]
         le_f = float("inf") if le == "+Inf" else float(le)
         by_le[le_f] = by_le.get(le_f, 0.0) + v
@@ -390,7 +434,7 @@ def main() -> None:
         if cum - prev > 0:
             dist.append(f"<={le:g}: {int(cum - prev)}")
         prev = cum
-    print("batch sizes during the run: " + ", ".join(dist))
+    print("batch sizes during job 1: " + ", ".join(dist))
     s1, s1k = res["submit_1"], res["submit_1000"]
     print(
         f"submit-to-202: 1 item p50 {pct(s1, 0.5) * 1e3:.1f} ms p99 {pct(s1, 0.99) * 1e3:.1f} ms;"
