@@ -87,13 +87,13 @@ class OpenVinoBackend(Backend):
         self.cache_dir = cache_dir
         self.streams = streams or default_streams(threads)
         self._request: ov.InferRequest | None = None
-        self._streams: list[ov.InferRequest] = []
+        self._stream_requests: list[ov.InferRequest] = []
         self._lock = threading.Lock()
 
     @property
     def split_requests(self) -> int:
         """Infer requests a large batch is split between once loaded (0: none, runs whole)."""
-        return len(self._streams)
+        return len(self._stream_requests)
 
     def _load(self) -> None:
         core = ov.Core()
@@ -136,7 +136,7 @@ class OpenVinoBackend(Backend):
                 "INFERENCE_NUM_THREADS": self.threads or len(os.sched_getaffinity(0)),
             }
             compiled = self._compile(core, model, split)
-            self._streams = [compiled.create_infer_request() for _ in range(self.streams)]
+            self._stream_requests = [compiled.create_infer_request() for _ in range(self.streams)]
 
     def _compile(self, core: ov.Core, model: ov.Model, properties: dict) -> ov.CompiledModel:
         try:
@@ -145,11 +145,11 @@ class OpenVinoBackend(Backend):
             raise ModelLoadError(self.model_path, f"OpenVINO cannot compile it ({exc})") from exc
 
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        n = split_count(*input_ids.shape, len(self._streams))
+        n = split_count(*input_ids.shape, len(self._stream_requests))
         with self._lock:
             if n < 2:
                 return self._run_whole(input_ids, attention_mask)
-            return self._run_split(self._streams[:n], input_ids, attention_mask)
+            return self._run_split(self._stream_requests[:n], input_ids, attention_mask)
 
     def _run_whole(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         assert self._request is not None
@@ -176,4 +176,4 @@ class OpenVinoBackend(Backend):
 
     def _close(self) -> None:
         self._request = None
-        self._streams = []
+        self._stream_requests = []
