@@ -35,11 +35,15 @@ def _redis(settings: Settings) -> aioredis.Redis:
 async def _close_nats(nc) -> None:
     """Flush what we published, then close. (``drain`` would wait out its timeout on
     subscriptions with a pull request in flight; every ack we owe was sent synchronously.)"""
+    if nc.is_connected:
+        try:
+            await nc.flush(timeout=2)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
     try:
-        await nc.flush(timeout=2)
-    except Exception:  # noqa: BLE001 - closing anyway
+        await nc.close()
+    except OSError:  # the server went away first: there is nothing left to close
         pass
-    await nc.close()
 
 
 class GatewayRole:
