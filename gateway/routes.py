@@ -184,7 +184,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: NATS, Redis and the result store answer",
+@get("/readyz", summary="Readiness: NATS, Redis and the result store answer; the store writes",
      responses=problems(503))
 async def readyz(request: Request) -> dict[str, str]:
     svc = services(request)

@@ -121,6 +121,10 @@ def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+PING_WRITE_WAIT_S = 0.25
+"""How long ``ping`` waits for the write lock; a healthy writer holds it for milliseconds."""
+
+
 class SqliteResultStore(ResultStore):
     """Result store on one SQLite file; safe to share between processes.
 
@@ -192,8 +196,21 @@ class SqliteResultStore(ResultStore):
         await self._run(run)
 
     async def ping(self) -> None:
+        """Answers a read, and would take a write within ``PING_WRITE_WAIT_S``: another
+        connection holding the write lock longer (a long transaction, a backup, a sqlite3
+        shell) makes every submission wait out the busy timeout and fail, so the store is
+        reported unavailable rather than ready."""
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone()
+            conn.execute(f"PRAGMA busy_timeout = {int(PING_WRITE_WAIT_S * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # takes the write lock, writes nothing
+                conn.execute("ROLLBACK")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+
         try:
-            await self._run(lambda conn: conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone())
+            await self._run(run)
         except StoreUnavailable:
             raise
         except StoreError as exc:

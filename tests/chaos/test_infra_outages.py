@@ -157,6 +157,7 @@ async def test_store_locked_mid_job_then_released_completes_exactly_without_dead
           f"{naks}, longest backoff {longest_backoff(cluster)}s; duplicates executed "
           f"{(ran - total) / total:.3f}")
     assert during["POST /v1/jobs"] == "503 unavailable", during
+    assert during["GET /readyz"] == "503 unavailable", during  # no submit could succeed
     assert during["GET /v1/jobs/{id}"] == "200", during  # status comes from Redis
     assert stalled == 0  # nothing is counted before its row is written
     assert naks >= 1  # the write-back failed and was retried with backoff

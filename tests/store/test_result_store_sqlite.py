@@ -172,3 +172,24 @@ async def test_a_batch_of_items_is_one_quick_transaction(tmp_path: Path) -> None
 def test_an_in_memory_database_is_refused() -> None:
     with pytest.raises(ValueError, match="in-memory"):
         SqliteResultStore(":memory:")
+
+
+async def test_ping_reports_unavailable_while_another_connection_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "results.db"
+    store = SqliteResultStore(path)  # the real 5 s busy timeout: ping must not wait it out
+    await store.ping()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await store.ping()  # released: ready again, and the probe left no transaction behind
+    await store.upsert_items([item("j1", 0)])
+    await store.close()
