@@ -188,4 +188,3 @@ class Submitter:
                 await bus.hint(self._nc, subjects.work_arrived_subject(
                     job.model, job.priority, job.tenant))
                 faults.crash_point("gateway.mid_publish")
-

@@ -14,13 +14,17 @@ from gpu_runner.backends.base import (
     BucketShapes,
 )
 from gpu_runner.backends.ort import OnnxRuntimeBackend
-from gpu_runner.backends.ov import OpenVinoBackend, cpu_supports_bf16
+from gpu_runner.backends.ov import OpenVinoBackend, Precision, cpu_supports_bf16
 from gpu_runner.backends.trt import TensorRTBackend
 from inferq.models.config import ModelConfig
 
 KINDS = (
     "auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16", "tensorrt", "tensorrt-fp32"
 )
+
+OPENVINO_PRECISION: dict[str, Precision] = {
+    "openvino": "auto", "openvino-f32": "fp32", "openvino-bf16": "bf16"
+}
 
 
 def create_backend(
@@ -46,18 +50,9 @@ def create_backend(
             return select_auto(version_dir, config, threads=threads, streams=streams)
         case "onnxruntime":
             backend = OnnxRuntimeBackend(version_dir, config, threads=threads)
-        case "openvino":
-            backend = OpenVinoBackend(
-                version_dir, config, threads=threads, streams=streams, precision="auto"
-            )
-        case "openvino-f32":
-            backend = OpenVinoBackend(
-                version_dir, config, threads=threads, streams=streams, precision="fp32"
-            )
-        case "openvino-bf16":
-            backend = OpenVinoBackend(
-                version_dir, config, threads=threads, streams=streams, precision="bf16"
-            )
+        case "openvino" | "openvino-f32" | "openvino-bf16":
+            backend = OpenVinoBackend(version_dir, config, threads=threads, streams=streams,
+                                      precision=OPENVINO_PRECISION[kind])
         case "tensorrt":
             backend = TensorRTBackend(version_dir, config, precision="fp16")
         case "tensorrt-fp32":

@@ -42,10 +42,14 @@ def split_count(rows: int, seq_len: int, streams: int) -> int:
     return max(1, min(rows, streams))
 
 
+def inference_threads(threads: int | None) -> int:
+    """The threads asked for, or (``None``) every core this process may use."""
+    return threads or len(os.sched_getaffinity(0))
+
+
 def default_streams(threads: int | None) -> int:
-    """2 where there are at least two inference threads (``None``: every core we may use)."""
-    n = threads or len(os.sched_getaffinity(0))
-    return 2 if n >= 2 else 1
+    """2 where there are at least two inference threads."""
+    return 2 if inference_threads(threads) >= 2 else 1
 
 
 def cpu_supports_bf16(core: ov.Core | None = None) -> bool:
@@ -133,7 +137,7 @@ class OpenVinoBackend(Backend):
             split = {
                 "INFERENCE_PRECISION_HINT": properties["INFERENCE_PRECISION_HINT"],
                 "NUM_STREAMS": self.streams,
-                "INFERENCE_NUM_THREADS": self.threads or len(os.sched_getaffinity(0)),
+                "INFERENCE_NUM_THREADS": inference_threads(self.threads),
             }
             compiled = self._compile(core, model, split)
             self._stream_requests = [compiled.create_infer_request() for _ in range(self.streams)]

@@ -125,6 +125,11 @@ PING_WRITE_WAIT_S = 0.25
 """How long ``ping`` waits for the write lock; a healthy writer holds it for milliseconds."""
 
 
+def _wait_for_locks(conn: sqlite3.Connection, seconds: float) -> None:
+    """How long this connection's statements wait for another connection's lock."""
+    conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
 class SqliteResultStore(ResultStore):
     """Result store on one SQLite file; safe to share between processes.
 
@@ -151,7 +156,7 @@ class SqliteResultStore(ResultStore):
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            _wait_for_locks(conn, self._busy_timeout_s)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"SQLite result store {self.path} cannot use WAL (got {mode})")
@@ -202,12 +207,12 @@ class SqliteResultStore(ResultStore):
         reported unavailable rather than ready."""
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone()
-            conn.execute(f"PRAGMA busy_timeout = {int(PING_WRITE_WAIT_S * 1000)}")
+            _wait_for_locks(conn, PING_WRITE_WAIT_S)
             try:
                 conn.execute("BEGIN IMMEDIATE")  # takes the write lock, writes nothing
                 conn.execute("ROLLBACK")
             finally:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+                _wait_for_locks(conn, self._busy_timeout_s)
 
         try:
             await self._run(run)
