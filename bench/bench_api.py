@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from gateway.tenants import Tenant, hash_key, write_tenants_file
+from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port, nats_server, redis_server
-from inferq.models.repository import ensure_default_model
+from models.build import ensure_default_model
 
 KEY = "bench-key-0123456789"
 UNLIMITED = dict(requests_per_s=1e9, items_per_min=1e12, polls_per_s=1e9, backlog_quota=10**12)

@@ -31,15 +31,11 @@ from gpu_runner.backends import (
     OpenVinoBackend,
     cpu_supports_bf16,
 )
-from inferq.models import (
-    Encoded,
-    ModelConfig,
-    ModelRepository,
-    TextTokenizer,
-    bucket_for,
-    ensure_default_model,
-    pad_batch,
-)
+from models.bucketing import bucket_for, pad_batch
+from models.build import ensure_default_model
+from models.config import ModelConfig
+from models.repository import ModelRepository
+from models.tokenize import Encoded, TextTokenizer
 
 
 def interleaved_rates(

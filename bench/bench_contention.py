@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_service import ideal_batches, texts_for
 from gpu_runner.backends import create_backend
-from inferq.models.bucketing import pad_batch
-from inferq.models.repository import ModelRepository, ensure_default_model
-from inferq.models.tokenize import Encoded, TextTokenizer
+from models.bucketing import pad_batch
+from models.build import ensure_default_model
+from models.repository import ModelRepository
+from models.tokenize import Encoded, TextTokenizer
 
 
 def neighbour(load: float, stop) -> None:

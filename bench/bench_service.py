@@ -43,12 +43,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.texts import stdlib_texts
-from gateway.tenants import Tenant, hash_key, write_tenants_file
+from core.tenants import Tenant, hash_key, write_tenants_file
 from gpu_runner.backends import create_backend
 from inferq.embedded import free_port, nats_server, redis_server
-from inferq.models.bucketing import pad_batch
-from inferq.models.repository import ModelRepository, ensure_default_model
-from inferq.models.tokenize import Encoded, TextTokenizer
+from models.bucketing import pad_batch
+from models.build import ensure_default_model
+from models.repository import ModelRepository
+from models.tokenize import Encoded, TextTokenizer
 from scheduler.former import BatchFormer, PendingItem
 
 KEYS = {"big": "bench-key-big-000000", "small": "bench-key-small-00000"}

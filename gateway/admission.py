@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import time
 
+from core.config import Settings
+from core.tenants import Tenant
 from gateway import errors as E
 from gateway.load import LoadView
-from gateway.tenants import Tenant
-from inferq.config import Settings
 from schemas.api import FieldError
 from schemas.states import Priority
 from store.ratelimit import Bucket, Ceiling, Decision, RateLimiter

@@ -15,13 +15,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from core import metrics
+from core.config import Settings
+from core.tracing import HEADER as TRACEPARENT
+from core.tracing import bound, continue_or_start, new_request_id
 from gateway import errors as E
 from gateway.routes import ROUTES
 from gateway.services import GatewayServices
-from inferq import metrics
-from inferq.config import Settings
-from inferq.tracing import HEADER as TRACEPARENT
-from inferq.tracing import bound, continue_or_start, new_request_id
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:

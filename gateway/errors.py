@@ -16,8 +16,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from nats import errors as nats_errors
 
-from inferq import metrics
-from inferq.bus import BusError
+from core import metrics
+from core.bus import BusError
 from schemas.api import FieldError, Problem
 from schemas.errors import ErrorCode
 from store.redis_errors import CacheError

@@ -26,13 +26,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from schemas.errors import ITEM_RETRYABLE, ErrorCode
 from schemas.states import TERMINAL_JOB, JobStatus, Outcome
+from store.endschedule import EndSchedule
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.rebuild import rebuild_job_cache
-from store.redis_errors import CacheMiss, redis_errors
+from store.redis_errors import CacheMiss
 from store.results.base import ItemRecord, JobRecord, ResultStore
 
 log = logging.getLogger("inferq.gateway.jobend")
@@ -195,47 +194,3 @@ class JobEnder:
         if snap is None:
             raise CacheMiss(job.job_id)  # expired between the calls: nothing to end
         return snap
-
-
-class EndSchedule:
-    """Due job ends in a Redis sorted set; members ``<code>|<job_id>``, scores due times."""
-
-    def __init__(self, redis: Redis, key: str = "inferq:job-ends"):
-        self._redis = redis
-        self._key = key
-        self._claim = redis.register_script(_CLAIM)
-
-    @staticmethod
-    def member(job_id: str, code: ErrorCode) -> str:
-        return f"{code.value}|{job_id}"
-
-    @staticmethod
-    def parse(member: str | bytes) -> tuple[str, ErrorCode]:
-        text = member.decode() if isinstance(member, bytes) else member
-        code, _, job_id = text.partition("|")
-        return job_id, ErrorCode(code)
-
-    async def at(self, job_id: str, code: ErrorCode, when: float) -> None:
-        """Schedule (or move) the end ``code`` of the job to ``when``."""
-        with redis_errors("schedule end"):
-            await self._redis.zadd(self._key, {self.member(job_id, code): when})
-
-    async def done(self, job_id: str, code: ErrorCode) -> None:
-        with redis_errors("end done"):
-            await self._redis.zrem(self._key, self.member(job_id, code))
-
-    async def claim_due(self, now: float, lease_s: float, limit: int = 100) -> list[str]:
-        """Due members, each pushed ``lease_s`` into the future in the same atomic call, so
-        one sweeper works on it at a time and a crashed sweeper's entry comes back."""
-        with redis_errors("claim due ends"):
-            got = await self._claim(keys=[self._key], args=[repr(now), repr(now + lease_s), limit])
-        return [m.decode() if isinstance(m, bytes) else m for m in got]
-
-
-_CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], m)
-end
-return due
-"""

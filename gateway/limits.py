@@ -11,8 +11,8 @@ import re
 
 import msgspec
 
+from core.config import Settings
 from gateway import errors as E
-from inferq.config import Settings
 from schemas.api import FieldError, SubmitRequest
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

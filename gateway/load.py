@@ -7,10 +7,10 @@ import logging
 import math
 from dataclasses import dataclass
 
-from inferq.models.repository import ModelRepository
-from scheduler.runners import RunnerRegistry
+from models.repository import ModelRepository
 from schemas.states import TERMINAL_JOB, JobStatus
 from store.jobstate import JobStateCache, JobStatusSnapshot
+from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.gateway.load")
 

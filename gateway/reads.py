@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
+from core import metrics
 from gateway import errors as E
 from gateway.jobend import JOB_LEVEL
-from inferq import metrics
 from schemas.api import EmbeddingOutput, FieldError, JobList, ResultItem, ResultsPage
 from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
 from schemas.states import ItemStatus, JobStatus

@@ -13,12 +13,12 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.tenants import Tenant, hash_key
+from core.tracing import bind_fields
 from gateway import errors as E
 from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
 from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.services import GatewayServices
-from gateway.tenants import Tenant, hash_key
-from inferq.tracing import bind_fields
 from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage, SubmitRequest
 from schemas.errors import ErrorCode
 from store.jobstate import JobStatusSnapshot

@@ -8,22 +8,23 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
+from core import bus
+from core.config import Settings
+from core.tenants import TenantDirectory
 from gateway.admission import Admission
-from gateway.jobend import EndSchedule, JobEnder
+from gateway.jobend import JobEnder
 from gateway.load import LoadView
 from gateway.reads import JobReader
 from gateway.submit import Submitter
 from gateway.sweeper import Sweeper
-from gateway.tenants import TenantDirectory
-from inferq import bus
-from inferq.config import Settings
-from inferq.models.repository import ModelRepository
-from scheduler.runners import RunnerRegistry
+from models.repository import ModelRepository
+from store.endschedule import EndSchedule
 from store.jobstate import JobStateCache
 from store.ratelimit import RateLimiter
 from store.redis_errors import check_noeviction
 from store.results import open_result_store
 from store.results.base import ResultStore
+from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.gateway")
 

@@ -18,22 +18,22 @@ from dataclasses import dataclass, field
 import msgspec
 from nats.aio.client import Client as NATS
 
+from core import bus, faults, metrics
+from core.config import Settings
+from core.tenants import Tenant
+from core.tracing import HEADER as TRACEPARENT
+from core.tracing import bind_fields, continue_or_start
 from gateway import errors as E
 from gateway.admission import Admission
-from gateway.jobend import EndSchedule
 from gateway.limits import IDEMPOTENCY_HEADER, check_submit
-from gateway.tenants import Tenant
-from inferq import bus, faults, metrics
-from inferq.config import Settings
-from inferq.models.errors import ModelNotFound
-from inferq.models.repository import ModelRepository
-from inferq.tracing import HEADER as TRACEPARENT
-from inferq.tracing import bind_fields, continue_or_start
+from models.errors import ModelNotFound
+from models.repository import ModelRepository
 from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
 from schemas.errors import ErrorCode
 from schemas.states import TERMINAL_JOB, Priority
+from store.endschedule import EndSchedule
 from store.jobstate import JobFields, JobStateCache
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
 

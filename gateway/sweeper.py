@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from core.config import Settings
 from gateway.jobend import JobEnder
 from gateway.load import LoadView
-from inferq.config import Settings
 from schemas.errors import ErrorCode
 from store.jobstate import JobStateCache
 from store.results.base import ResultStore

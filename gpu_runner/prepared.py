@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
-from inferq.tracing import bound, trace_id_of
+from core.tracing import bound, trace_id_of
 from schemas.bus import Batch, BatchItem
 from store.results.base import ItemRecord
 

@@ -18,18 +18,17 @@ from nats.js import api as jsapi
 from nats.js import errors as jserr
 from redis.asyncio import Redis
 
+from core import faults, metrics
+from core.bus import ensure_consumer, hint
+from core.config import Settings
+from core.tasks import stop_task
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
 from gpu_runner.gpu_util import GpuUtilisation
 from gpu_runner.prepared import Prepared, job_log_fields, log_context
 from gpu_runner.redelivery import RedeliveryLedger, item_key
 from gpu_runner.writeback import WriteBack
-from inferq import faults, metrics
-from inferq.bus import ensure_consumer, hint
-from inferq.config import Settings
-from inferq.models.bucketing import pad_batch
-from inferq.tasks import stop_task
-from scheduler.runners import RunnerRegistry
+from models.bucketing import pad_batch
 from schemas import subjects
 from schemas.api import EmbeddingOutput
 from schemas.bus import BATCH_DECODER, Batch, BatchItem, DeadLetter, encode
@@ -37,6 +36,7 @@ from schemas.errors import ErrorCode, ItemError
 from store.jobstate import JobStateCache
 from store.redis_errors import CacheUnavailable
 from store.results.base import ItemRecord, ResultStore, StoreError
+from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.runner")
 _OUTPUT = msgspec.msgpack.Encoder()

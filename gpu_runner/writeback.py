@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from inferq import faults, metrics
+from core import faults, metrics
 from store.jobstate import JobStateCache
 from store.markers import done_items
 from store.rebuild import rebuild_job_cache

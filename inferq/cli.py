@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from inferq.config import Settings
-from inferq.logs import setup_logging
+from core.config import Settings
+from core.logs import setup_logging
 
 log = logging.getLogger("inferq.cli")
 
@@ -45,23 +45,32 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(**overrides)
 
 
-def cmd_role(args: argparse.Namespace) -> int:
-    from inferq import faults
-    from inferq.roles import GatewayRole, RunnerRole, SchedulerRole
+def _role_class(command: str) -> type:
+    """Import only the role asked for: a gateway never loads an inference runtime."""
+    if command == "gateway":
+        from inferq.roles.gateway import GatewayRole
+        return GatewayRole
+    if command == "scheduler":
+        from inferq.roles.scheduler import SchedulerRole
+        return SchedulerRole
+    from inferq.roles.runner import RunnerRole
+    return RunnerRole
 
+
+def cmd_role(args: argparse.Namespace) -> int:
+    from core import faults
     faults.configure(os.environ.get("INFERQ_FAULTS"),
                      int(os.environ["INFERQ_FAULTS_SEED"]) if os.environ.get(
                          "INFERQ_FAULTS_SEED") else None,
                      os.environ.get("INFERQ_FAULTS_POISON_IDS"))
     settings = _settings(args)
-    role = {"gateway": GatewayRole, "scheduler": SchedulerRole, "runner": RunnerRole}[
-        args.command](settings)
+    role = _role_class(args.command)(settings)
     metrics_port = 0 if args.command == "gateway" else settings.metrics_port
     return asyncio.run(_serve(role, metrics_port))
 
 
 def cmd_models_build(args: argparse.Namespace) -> int:
-    from inferq.models.build_minilm import build_minilm
+    from models.build.build_minilm import build_minilm
 
     if args.name != "minilm":
         print("inferq: only the default model 'minilm' can be built; register others by "

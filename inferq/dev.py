@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.tenants import Tenant, TenantDirectory, hash_key, write_tenants_file
-from inferq.config import Settings
+from core.config import Settings
+from core.tenants import Tenant, TenantDirectory, hash_key, write_tenants_file
 from inferq.embedded import ServerProcess, free_port, nats_server, redis_server, terminate
 
 
@@ -76,7 +76,7 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
         signal.signal(sig, lambda *_: stop.set())
 
     print("inferq dev: preparing the default model (first run builds it, ~1 min)...", flush=True)
-    from inferq.models.repository import ensure_default_model
+    from models.build import ensure_default_model
 
     ensure_default_model(Path(base.model_repo).expanduser())
 

@@ -7,7 +7,7 @@ import logging
 from nats.js import JetStreamContext
 from nats.js import api as jsapi
 
-from inferq.bus import ensure_consumer
+from core.bus import ensure_consumer
 from scheduler.fairshare import Lane
 from schemas import subjects
 

@@ -14,12 +14,12 @@ import time
 from nats.js import JetStreamContext
 from nats.js import errors as jserr
 
-from inferq import metrics
+from core import metrics
 from scheduler.fairshare import Lane
-from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.bus import CHUNK_DECODER
 from store.jobstate import JobStateCache
+from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.scheduler.observer")
 

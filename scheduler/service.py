@@ -20,23 +20,23 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import errors as jserr
 
-from inferq import faults, metrics
-from inferq.config import Settings
-from inferq.models.config import ModelConfig
-from inferq.models.repository import ModelRepository
-from inferq.models.tokenize import Encoded, TextTokenizer
-from inferq.tasks import stop_task
-from inferq.tracing import HEADER as TRACEPARENT
-from inferq.tracing import bound, continue_or_start, trace_id_of
+from core import faults, metrics
+from core.config import Settings
+from core.tasks import stop_task
+from core.tracing import HEADER as TRACEPARENT
+from core.tracing import bound, continue_or_start, trace_id_of
+from models.config import ModelConfig
+from models.repository import ModelRepository
+from models.tokenize import Encoded, TextTokenizer
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import BatchFormer, FormedBatch, PendingItem
 from scheduler.lanes import LaneConsumers
 from scheduler.observer import QueueObserver
-from scheduler.runners import RunnerRegistry
 from schemas import subjects
 from schemas.bus import CHUNK_DECODER, Batch, BatchItem, Chunk, FailedItem, encode
 from schemas.errors import ErrorCode
 from store.jobstate import JobStateCache
+from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.scheduler")
 

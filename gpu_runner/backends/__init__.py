@@ -16,7 +16,7 @@ from gpu_runner.backends.base import (
 from gpu_runner.backends.ort import OnnxRuntimeBackend
 from gpu_runner.backends.ov import OpenVinoBackend, Precision, cpu_supports_bf16
 from gpu_runner.backends.trt import TensorRTBackend
-from inferq.models.config import ModelConfig
+from models.config import ModelConfig
 
 KINDS = (
     "auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16", "tensorrt", "tensorrt-fp32"

@@ -17,8 +17,8 @@ from typing import ClassVar
 import msgspec
 import numpy as np
 
-from inferq.models.config import MODEL_FILE, ModelConfig
-from inferq.models.errors import ModelLoadError
+from models.config import MODEL_FILE, ModelConfig
+from models.errors import ModelLoadError
 from schemas.errors import ErrorCode
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 
 from gpu_runner.backends.base import Backend
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelLoadError
+from models.config import ModelConfig
+from models.errors import ModelLoadError
 
 Optimization = Literal["disable", "basic", "extended", "all"]
 

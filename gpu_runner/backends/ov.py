@@ -23,8 +23,8 @@ import numpy as np
 import openvino as ov
 
 from gpu_runner.backends.base import Backend, BackendUnavailable
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelLoadError
+from models.config import ModelConfig
+from models.errors import ModelLoadError
 
 Precision = Literal["auto", "fp32", "bf16"]
 

@@ -24,9 +24,9 @@ import numpy as np
 from gpu_runner.backends.base import Backend, BackendError
 from gpu_runner.backends.ort import OnnxRuntimeBackend
 from gpu_runner.backends.ov import cpu_supports_bf16
-from inferq.models.bucketing import bucket_for, pad_batch
-from inferq.models.config import ModelConfig
-from inferq.models.tokenize import Encoded, TextTokenizer
+from models.bucketing import bucket_for, pad_batch
+from models.config import ModelConfig
+from models.tokenize import Encoded, TextTokenizer
 
 log = logging.getLogger("inferq.backend")
 

@@ -33,8 +33,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from gpu_runner.backends.base import Backend, BackendError, BackendUnavailable, BucketShapes
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelLoadError
+from models.config import ModelConfig
+from models.errors import ModelLoadError
 
 log = logging.getLogger("inferq.backend")
 

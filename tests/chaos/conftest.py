@@ -5,13 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from inferq.models.repository import ensure_default_model
-
-
-@pytest.fixture(scope="session")
-def model_repo() -> Path:
-    return ensure_default_model().parent.parent
-
 
 @pytest.fixture
 async def make_cluster(tmp_path: Path, model_repo: Path) -> AsyncIterator:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
-from inferq.config import Settings
+from core.config import Settings
 from inferq.embedded import ServerProcess, free_port, nats_server, redis_server
 from schemas.states import JOB_RANK, JobStatus
 from tests.chaos.nats_cluster import NatsCluster

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.tenants import Tenant, hash_key, write_tenants_file
-from inferq.config import Settings
+from core.config import Settings
+from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port
 from inferq.roles import GatewayRole, RunnerRole, SchedulerRole
 

@@ -7,8 +7,8 @@ import numpy as np
 from tests.e2e.harness import all_results, wait_terminal
 
 
-async def test_a_one_item_job_succeeds_with_its_embedding(service, golden) -> None:
-    ref = golden[3]
+async def test_a_one_item_job_succeeds_with_its_embedding(service, golden_items) -> None:
+    ref = golden_items[3]
     async with service.client() as c:
         r = await c.post("/v1/jobs", json={"model": "minilm",
                                            "input": {"text": ref["text"], "id": "only"}})
@@ -29,8 +29,8 @@ async def test_a_one_item_job_succeeds_with_its_embedding(service, golden) -> No
 
 
 async def test_a_1000_item_job_counts_exactly_and_returns_results_in_order(service,
-                                                                           golden) -> None:
-    texts = [golden[i % len(golden)]["text"] for i in range(1000)]
+                                                                           golden_items) -> None:
+    texts = [golden_items[i % len(golden_items)]["text"] for i in range(1000)]
     async with service.client() as c:
         r = await c.post("/v1/jobs", json={"model": "minilm", "inputs": [
             {"text": t, "id": f"c{i}"} for i, t in enumerate(texts)]})
@@ -43,7 +43,7 @@ async def test_a_1000_item_job_counts_exactly_and_returns_results_in_order(servi
         assert [i["index"] for i in items] == list(range(1000))
         assert [i["id"] for i in items] == [f"c{i}" for i in range(1000)]
         for it in items[:80]:
-            ref = golden[it["index"] % len(golden)]
+            ref = golden_items[it["index"] % len(golden_items)]
             got = np.array(it["output"]["embedding"], dtype=np.float32)
             assert float(got @ np.array(ref["embedding"], dtype=np.float32)) >= 0.9999
         r = await c.get(f"/v1/jobs/{job}/results.jsonl")

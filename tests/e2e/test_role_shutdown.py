@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from inferq.config import Settings
+from core.config import Settings
 from inferq.embedded import ServerProcess
 from tests.e2e.harness import Service
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import nats
 
-from inferq.tracing import TraceParent
+from core.tracing import TraceParent
 from schemas.bus import BATCH_DECODER, CHUNK_DECODER
 from tests.e2e.harness import wait_terminal
 

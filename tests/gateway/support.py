@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from gateway.tenants import Tenant, hash_key, write_tenants_file
-from inferq.config import Settings
+from core.config import Settings
+from core.tenants import Tenant, hash_key, write_tenants_file
 from tests.e2e.harness import KEYS, Service
 
 ENVELOPE = {"type", "title", "status", "detail", "code", "retryable", "request_id"}

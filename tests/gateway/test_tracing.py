@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from inferq.logs import JsonFormatter
-from inferq.tracing import TraceParent, bound, continue_or_start
+from core.logs import JsonFormatter
+from core.tracing import TraceParent, bound, continue_or_start
 from tests.e2e.harness import KEYS
 from tests.gateway.support import running
 

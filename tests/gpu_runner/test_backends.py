@@ -25,10 +25,10 @@ from gpu_runner.backends import (
 )
 from gpu_runner.backends import select as backend_select
 from gpu_runner.backends.ov import default_streams, split_count
-from inferq.models.bucketing import bucket_for, pad_batch
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelLoadError
-from inferq.models.tokenize import Encoded, TextTokenizer
+from models.bucketing import bucket_for, pad_batch
+from models.config import ModelConfig
+from models.errors import ModelLoadError
+from models.tokenize import Encoded, TextTokenizer
 
 KINDS = ["onnxruntime", "openvino-f32", "openvino-bf16"]
 GOLDEN_MIN_COSINE = 0.9999

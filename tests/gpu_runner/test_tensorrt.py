@@ -26,9 +26,9 @@ from gpu_runner.backends.trt import (
     file_sha256,
     profile_plan,
 )
-from inferq.models.bucketing import pad_batch
-from inferq.models.config import ModelConfig
-from inferq.models.tokenize import Encoded, TextTokenizer
+from models.bucketing import pad_batch
+from models.config import ModelConfig
+from models.tokenize import Encoded, TextTokenizer
 from tests.gpu_runner.test_backends import GOLDEN_MIN_COSINE, cosines, embed_bucketed
 
 # fp16 keeps 10 mantissa bits (bf16: 7, which measured 0.99987 at worst on OpenVINO): 0.999 still

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inferq.models.bucketing import bucket_for, pad_batch, padding_ratio
-from inferq.models.config import ModelConfig
+from models.bucketing import bucket_for, pad_batch, padding_ratio
+from models.config import ModelConfig
 
 BUCKETS = [16, 32, 64, 128, 256]
 

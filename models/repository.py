@@ -10,26 +10,14 @@ from pathlib import Path
 
 import msgspec
 
-from inferq.models.config import (
+from models.config import (
     CONFIG_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
     ModelConfig,
     load_config,
 )
-from inferq.models.errors import ModelLoadError, ModelNotFound
-
-
-def default_model_repo() -> Path:
-    """The default repository, outside any checkout: ``~/.cache/inferq/models``."""
-    return Path.home() / ".cache" / "inferq" / "models"
-
-
-def ensure_default_model(root: Path | None = None) -> Path:
-    """Build minilm into ``root`` (default repository) unless already built; return its folder."""
-    from inferq.models.build_minilm import build_minilm  # onnx/safetensors: only when building
-
-    return build_minilm(root or default_model_repo())
+from models.errors import ModelLoadError, ModelNotFound
 
 
 class ModelVersion(msgspec.Struct, frozen=True):
