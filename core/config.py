@@ -116,6 +116,51 @@ class Settings:
     much later, repairing a row that a batch still in flight wrote over a ``cancelled`` one
     (possible on Cassandra, whose item writes are last-writer-wins within a race)."""
 
+    # --- scheduler: fair share, batch formation, pacing ---
+    batch_queue_delay_factor: float = 4.0
+    """``batch`` priority buckets wait ``max_queue_delay_s`` times this before firing partly
+    filled: batch work trades latency for fuller batches; interactive work does not wait."""
+    fair_share_quantum: int = 64
+    """Items of credit a lane gets per visit of the weighted round-robin (times the tenant's
+    weight and the priority's multiplier). Smaller interleaves tenants more finely; larger
+    lets a lane fill a batch from one visit."""
+    interactive_multiplier: float = 4.0
+    """Fair-share credit of an ``interactive`` lane relative to a ``batch`` lane of the same
+    tenant: interactive is served ahead without starving batch."""
+    scheduler_idle_poll_s: float = 0.2
+    """Fallback wake-up of an idle scheduler when no runner or chunk hint arrives (hints come
+    first); shorter reacts sooner to a lost hint at the cost of idle wake-ups."""
+    lane_refresh_s: float = 0.2
+    """How often the scheduler re-lists the active lanes (consumers with pending chunks)."""
+    lane_idle_reap_s: float = 3600.0
+    """A lane's pull consumer is deleted after this long without messages (JetStream
+    ``inactive_threshold``); a tenant's next chunk recreates it."""
+    publish_backoff_s: float = 0.25
+    """First back-off after a batch publish fails (NATS down); doubles per failure."""
+    publish_backoff_max_s: float = 2.0
+    """Longest back-off between batch publish attempts."""
+    queue_observe_s: float = 2.0
+    """How often a scheduler samples queue depth, oldest age and the desired-runner gauge."""
+
+    # --- runner: redelivery and failure handling ---
+    runner_fetch_timeout_s: float = 1.0
+    """Longest a runner's pull request waits for a batch before asking again."""
+    poison_strikes: int = 3
+    """Deliveries of a batch that crashed its runner before the batch is split (and a single
+    item failed ``internal_error``): isolates a poison item instead of crashing every runner."""
+    redelivery_backoff_s: float = 0.5
+    """First nak delay of a batch that failed transiently; doubles per delivery."""
+    redelivery_backoff_max_s: float = 30.0
+    """Longest nak delay of a batch that keeps failing transiently."""
+    dependency_retry_s: float = 5.0
+    """Nak delay of a batch whose write-back met an unavailable Redis or result store."""
+
+    # --- simulated accelerator (backend ``simulated``: benchmarks, capacity planning) ---
+    sim_batch_ms: float = 0.0
+    """Simulated device: fixed time per batch, in milliseconds (sleeping: the CPU stays free)."""
+    sim_token_us: float = 0.0
+    """Simulated device: time per padded token of a batch, in microseconds."""
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``INFERQ_CONFIG`` (TOML), then ``INFERQ_*`` variables, then overrides."""

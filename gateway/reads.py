@@ -13,7 +13,7 @@ import msgspec
 from core import metrics
 from gateway import errors as E
 from gateway.jobend import JOB_LEVEL
-from schemas.api import EmbeddingOutput, FieldError, JobList, ResultItem, ResultsPage
+from schemas.api import FieldError, JobList, ResultItem, ResultsPage
 from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
 from schemas.states import ItemStatus, JobStatus
 from store.jobstate import JobStateCache, JobStatusSnapshot
@@ -26,8 +26,8 @@ from store.results.base import (
     decode_cursor,
     encode_cursor,
 )
+from store.results.codec import decode_output
 
-_OUTPUT = msgspec.msgpack.Decoder(EmbeddingOutput)
 _JSON = msgspec.json.Encoder()
 
 
@@ -47,7 +47,7 @@ def to_result_item(r: ItemRecord) -> ResultItem:
     if r.status == ItemStatus.SUCCEEDED:
         return ResultItem(index=r.index, status=ItemStatus.SUCCEEDED,
                           model_version=r.model_version, id=r.client_id,
-                          output=_OUTPUT.decode(r.output) if r.output else None)
+                          output=decode_output(r.output) if r.output else None)
     return ResultItem(index=r.index, status=ItemStatus.FAILED, model_version=r.model_version,
                       id=r.client_id, error=ItemError(r.error_code or "internal_error",
                                                       r.error_message or "",

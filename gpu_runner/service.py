@@ -36,10 +36,10 @@ from schemas.errors import ErrorCode, ItemError
 from store.jobstate import JobStateCache
 from store.redis_errors import CacheUnavailable
 from store.results.base import ItemRecord, ResultStore, StoreError
+from store.results.codec import encode_output
 from store.runners import RunnerRegistry
 
 log = logging.getLogger("inferq.runner")
-_OUTPUT = msgspec.msgpack.Encoder()
 
 
 POISON_STRIKES = 3
@@ -419,7 +419,7 @@ class Runner:
             payload = EmbeddingOutput(vec.tolist(), len(it.token_ids), it.truncated)
             out.append(ItemRecord(job_id=it.job_id, index=it.index, status="succeeded",
                                   model_version=self._version, client_id=it.client_id,
-                                  output=_OUTPUT.encode(payload), finished_at=now))
+                                  output=encode_output(payload), finished_at=now))
             if it.enqueued_at:
                 metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
         return out

@@ -8,15 +8,14 @@ import asyncio
 import time
 from collections import Counter
 
-import msgspec
-
 from schemas.api import EmbeddingOutput
 from schemas.errors import ErrorCode
 from store.results.base import ItemRecord
+from store.results.codec import encode_output
 from tests.e2e.harness import all_results, wait_terminal
 from tests.gateway.support import assert_problem, running, services
 
-VEC = msgspec.msgpack.encode(EmbeddingOutput([0.6, 0.8], 3))
+VEC = encode_output(EmbeddingOutput([0.6, 0.8], 3))
 
 
 def job(n: int) -> dict:
