@@ -12,24 +12,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-DEFAULT_PRIORITY_MULTIPLIER = {"interactive": 4.0, "batch": 1.0}
+from schemas.states import Priority
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Lane:
+    """One queue of work on JOBS: a model's chunks of one priority from one tenant."""
+
     model: str
-    priority: str
+    priority: Priority
     tenant: str
 
 
 class FairShare:
-    """Decides which lane to pull from next; ``charge`` it with the items taken."""
+    """Decides which lane to pull from next; ``charge`` it with the items taken.
+
+    ``quantum``: items of credit per visit at weight 1; ``interactive_multiplier``: credit of an
+    interactive lane relative to a batch lane of the same tenant."""
 
     def __init__(self, weight_of: Callable[[str], float], *, quantum: float = 64.0,
-                 priority_multiplier: dict[str, float] | None = None):
+                 interactive_multiplier: float = 4.0):
         self._weight_of = weight_of
         self._quantum = quantum
-        self._mult = dict(priority_multiplier or DEFAULT_PRIORITY_MULTIPLIER)
+        self._mult = {Priority.INTERACTIVE: interactive_multiplier, Priority.BATCH: 1.0}
         self._ring: list[Lane] = []
         self._deficit: dict[Lane, float] = {}
         self._ptr = 0
@@ -37,9 +42,11 @@ class FairShare:
         self.served: dict[Lane, int] = {}
 
     def lanes(self) -> list[Lane]:
+        """The active lanes, in round-robin order."""
         return list(self._ring)
 
     def quantum(self, lane: Lane) -> float:
+        """Credit one visit adds to ``lane``: quantum x tenant weight x priority multiplier."""
         return self._quantum * max(self._weight_of(lane.tenant), 1e-6) * self._mult.get(
             lane.priority, 1.0)
 
@@ -64,6 +71,8 @@ class FairShare:
         self.set_active(ln for ln in self._ring if ln != lane)
 
     def next_lane(self) -> Lane | None:
+        """The lane to pull from now: the current one while it has credit, else the next
+        (each visit tops it up); None when no lane is active."""
         if not self._ring:
             return None
         # Terminates: every visit adds positive credit, so some lane's credit becomes positive.
@@ -78,6 +87,7 @@ class FairShare:
             self._fresh = True
 
     def charge(self, lane: Lane, items: int) -> None:
+        """Debit ``lane`` with the items actually taken (debt carries to its next visit)."""
         if lane in self._deficit:
             self._deficit[lane] -= items
         self.served[lane] = self.served.get(lane, 0) + items

@@ -8,10 +8,39 @@ tokens, whichever is smaller — or when its oldest item has waited its priority
 
 from __future__ import annotations
 
-import bisect
+import enum
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from models import bucketing
+from models.config import batch_capacity
+from schemas.states import Priority
+
+PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.BATCH)
+"""Within a bucket and among candidate batches, interactive work goes first."""
+
+STARVATION_FACTOR = 10
+"""A partly filled bucket whose oldest item has waited this many times its priority's delay
+ranks with full batches: throughput first while there is a backlog, but no starvation."""
+
+
+def queue_delays(max_queue_delay_s: float, batch_factor: float) -> dict[Priority, float]:
+    """How long each priority's oldest item may wait in a partly filled bucket: interactive
+    waits ``max_queue_delay_s``; batch work waits ``batch_factor`` times longer for fuller
+    batches."""
+    return {Priority.INTERACTIVE: max_queue_delay_s,
+            Priority.BATCH: max_queue_delay_s * batch_factor}
+
+
+class FireReason(enum.StrEnum):
+    """Why a batch was formed: its bucket was full, its oldest item overdue, the runners hungry
+    (nothing else ready, nothing more can come in), or everything was flushed."""
+
+    FULL = "full"
+    DELAY = "delay"
+    HUNGRY = "hungry"
+    FLUSH = "flush"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +50,7 @@ class PendingItem:
     job_id: str
     index: int
     token_ids: list[int]
-    priority: str
+    priority: Priority
     enqueued_at: float
     source: object = None
     truncated: bool = False
@@ -29,21 +58,26 @@ class PendingItem:
 
     @property
     def length(self) -> int:
+        """Tokens of the item, unpadded."""
         return len(self.token_ids)
 
 
 @dataclass(frozen=True, slots=True)
 class FormedBatch:
+    """Items of one bucket that fire together, and why they fired."""
+
     bucket: int
     items: list[PendingItem]
-    reason: str  # "full" | "delay" | "hungry" | "flush"
+    reason: FireReason
 
     @property
     def padded_tokens(self) -> int:
+        """What the accelerator pays for: every row padded to the bucket."""
         return self.bucket * len(self.items)
 
     @property
     def real_tokens(self) -> int:
+        """Tokens before padding (padded over real is the padding ratio)."""
         return sum(i.length for i in self.items)
 
 
@@ -51,12 +85,13 @@ class FormedBatch:
 class _Bucket:
     size: int
     capacity: int
-    lanes: dict[str, deque[PendingItem]] = field(default_factory=dict)
+    lanes: dict[Priority, deque[PendingItem]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.lanes.values())
 
     def oldest(self) -> PendingItem | None:
+        """The longest-waiting head item of any priority (it sets the bucket's deadline)."""
         heads = [q[0] for q in self.lanes.values() if q]
         return min(heads, key=lambda i: i.enqueued_at) if heads else None
 
@@ -65,30 +100,32 @@ class BatchFormer:
     """Owns the bucket queues; ``add`` items, then ``pop_ready`` the batches that should fire."""
 
     def __init__(self, buckets: Iterable[int], *, max_batch_tokens: int, max_batch_size: int,
-                 max_queue_delay: Mapping[str, float], priority_order: Iterable[str] = (
-                     "interactive", "batch")):
+                 max_queue_delay: Mapping[Priority, float],
+                 priority_order: Iterable[Priority] = PRIORITY_ORDER):
         self._sizes = sorted(set(buckets))
         if not self._sizes or self._sizes[0] <= 0:
             raise ValueError("buckets must be positive sequence lengths")
         self._delay = dict(max_queue_delay)
         self._order = list(priority_order)
         self._buckets = {
-            b: _Bucket(b, max(1, min(max_batch_size, max_batch_tokens // b))) for b in self._sizes
+            b: _Bucket(b, batch_capacity(b, max_batch_tokens=max_batch_tokens,
+                                         max_batch_size=max_batch_size))
+            for b in self._sizes
         }
         self._count = 0
-        self._by_priority: dict[str, int] = {}
+        self._by_priority: dict[Priority, int] = {}
 
     @property
     def max_len(self) -> int:
+        """The largest bucket: the longest item the former accepts."""
         return self._sizes[-1]
 
     def bucket_for(self, length: int) -> int:
-        i = bisect.bisect_left(self._sizes, length)
-        if i == len(self._sizes):
-            raise ValueError(f"length {length} exceeds the largest bucket {self._sizes[-1]}")
-        return self._sizes[i]
+        """The bucket an item of ``length`` tokens goes to (``models.bucketing``'s rule)."""
+        return bucketing.bucket_for(length, self._sizes)
 
     def capacity(self, bucket: int) -> int:
+        """Items one batch of ``bucket`` holds (``models.config.batch_capacity``)."""
         return self._buckets[bucket].capacity
 
     def add(self, item: PendingItem) -> int:
@@ -111,7 +148,7 @@ class BatchFormer:
             self._count += 1
             self._by_priority[item.priority] = self._by_priority.get(item.priority, 0) + 1
 
-    def count(self, priority: str) -> int:
+    def count(self, priority: Priority) -> int:
         """Items of one priority waiting in the buckets."""
         return self._by_priority.get(priority, 0)
 
@@ -128,30 +165,31 @@ class BatchFormer:
         ready, the fullest partial buckets fire too."""
         out: list[FormedBatch] = []
         while limit is None or len(out) < limit:
-            best: tuple[tuple[int, int, float], _Bucket, str] | None = None
+            best: tuple[tuple[int, int, float], _Bucket, FireReason] | None = None
             for b in self._buckets.values():
                 head = self._head(b)
                 if head is None:
                     continue
                 if len(b) >= b.capacity:
-                    reason = "full"
+                    reason = FireReason.FULL
                 elif flush:
-                    reason = "flush"
+                    reason = FireReason.FLUSH
                 elif now >= head.enqueued_at + self._delay.get(head.priority, 0.0):
-                    reason = "delay"
+                    reason = FireReason.DELAY
                 elif hungry:
-                    reason = "hungry"
+                    reason = FireReason.HUNGRY
                 else:
                     continue
                 # Interactive first; then full batches before partial ones (throughput while
                 # there is a backlog), unless a partial one is long overdue (no starvation);
                 # then overdue partial ones, oldest head first; then, when hungry, the
                 # fullest of the rest.
-                starving = now >= head.enqueued_at + 10 * self._delay.get(head.priority, 0.0)
-                if reason == "hungry":
+                starving = now >= head.enqueued_at + STARVATION_FACTOR * self._delay.get(
+                    head.priority, 0.0)
+                if reason is FireReason.HUNGRY:
                     rank = (self._rank(head.priority), 2, -len(b) / b.capacity)
                 else:
-                    tier = 1 if reason != "full" and not starving else 0
+                    tier = 1 if reason is not FireReason.FULL and not starving else 0
                     rank = (self._rank(head.priority), tier, head.enqueued_at)
                 if best is None or rank < best[0]:
                     best = (rank, b, reason)
@@ -161,7 +199,7 @@ class BatchFormer:
             out.append(FormedBatch(b.size, self._take(b, b.capacity), reason))
         return out
 
-    def _rank(self, priority: str) -> int:
+    def _rank(self, priority: Priority) -> int:
         return self._order.index(priority) if priority in self._order else len(self._order)
 
     def _head(self, b: _Bucket) -> PendingItem | None:

@@ -10,6 +10,7 @@ from nats.js import api as jsapi
 from core.bus import ensure_consumer
 from scheduler.fairshare import Lane
 from schemas import subjects
+from schemas.states import Priority
 
 log = logging.getLogger("inferq.scheduler.lanes")
 
@@ -35,13 +36,15 @@ class LaneConsumers:
         for subject, count in (info.state.subjects or {}).items():
             try:
                 model, priority, tenant = subjects.parse_job_subject(subject)
-            except ValueError:
+                lane = Lane(model, Priority(priority), tenant)
+            except ValueError:  # not a job subject, or a priority this version does not know
                 continue
             if count > 0:
-                out[Lane(model, priority, tenant)] = count
+                out[lane] = count
         return out
 
     async def subscription(self, lane: Lane) -> JetStreamContext.PullSubscription:
+        """The lane's pull subscription, creating its durable consumer on first use."""
         sub = self._subs.get(lane)
         if sub is not None:
             return sub
@@ -60,6 +63,7 @@ class LaneConsumers:
         return sub
 
     async def forget(self, lane: Lane) -> None:
+        """Drop the cached subscription (its consumer was reaped); the next pull recreates it."""
         sub = self._subs.pop(lane, None)
         if sub is not None:
             try:
@@ -68,5 +72,6 @@ class LaneConsumers:
                 pass
 
     async def close(self) -> None:
+        """Unsubscribe from every lane (the durable consumers stay for other replicas)."""
         for lane in list(self._subs):
             await self.forget(lane)

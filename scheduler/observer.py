@@ -38,6 +38,9 @@ def desired_runners(backlog_items: int, capacity_per_runner: float | None, targe
 
 
 class QueueObserver:
+    """Samples queue depth, oldest age per (model, priority) and the desired-runner gauge,
+    at most once every ``every_s``; a failed sample is skipped, never fatal."""
+
     def __init__(self, js: JetStreamContext, cache: JobStateCache, registry: RunnerRegistry,
                  *, target_wait_s: float = 60.0, every_s: float = 2.0):
         self._js = js
@@ -48,6 +51,7 @@ class QueueObserver:
         self._last = 0.0
 
     async def maybe_observe(self, lanes: list[Lane], versions: dict[str, int]) -> None:
+        """Sample now if ``every_s`` has passed since the last sample (called every step)."""
         now = time.monotonic()
         if now - self._last < self._every:
             return

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from scheduler.fairshare import FairShare, Lane
+from schemas.states import Priority
+
+BATCH, INTERACTIVE = Priority.BATCH, Priority.INTERACTIVE
 
 
 def serve(policy: FairShare, backlog: dict[Lane, list[int]], rounds: int) -> list[Lane]:
@@ -19,7 +22,7 @@ def serve(policy: FairShare, backlog: dict[Lane, list[int]], rounds: int) -> lis
 
 
 def test_weights_3_to_1_share_items_3_to_1_within_5_percent() -> None:
-    a, b = Lane("m", "batch", "a"), Lane("m", "batch", "b")
+    a, b = Lane("m", BATCH, "a"), Lane("m", BATCH, "b")
     weights = {"a": 3.0, "b": 1.0}
     policy = FairShare(lambda t: weights[t])
     backlog = {a: [256] * 400, b: [256] * 400}
@@ -29,7 +32,7 @@ def test_weights_3_to_1_share_items_3_to_1_within_5_percent() -> None:
 
 
 def test_a_one_item_tenant_is_served_within_one_round_of_a_huge_backlog() -> None:
-    a, b = Lane("m", "batch", "a"), Lane("m", "interactive", "b")
+    a, b = Lane("m", BATCH, "a"), Lane("m", INTERACTIVE, "b")
     policy = FairShare(lambda t: 1.0)
     backlog = {a: [256] * 20, b: []}
     serve(policy, backlog, rounds=3)  # A is being served
@@ -39,7 +42,7 @@ def test_a_one_item_tenant_is_served_within_one_round_of_a_huge_backlog() -> Non
 
 
 def test_batch_priority_is_not_starved_by_interactive() -> None:
-    i, b = Lane("m", "interactive", "t"), Lane("m", "batch", "t")
+    i, b = Lane("m", INTERACTIVE, "t"), Lane("m", BATCH, "t")
     policy = FairShare(lambda t: 1.0)
     backlog = {i: [64] * 1000, b: [64] * 1000}
     serve(policy, backlog, rounds=500)
@@ -47,8 +50,14 @@ def test_batch_priority_is_not_starved_by_interactive() -> None:
     assert 3.5 < policy.served[i] / policy.served[b] < 4.5  # the interactive multiplier
 
 
+def test_the_interactive_multiplier_and_quantum_set_a_visits_credit() -> None:
+    policy = FairShare(lambda t: 2.0, quantum=10, interactive_multiplier=3.0)
+    assert policy.quantum(Lane("m", INTERACTIVE, "t")) == 60.0
+    assert policy.quantum(Lane("m", BATCH, "t")) == 20.0
+
+
 def test_a_lane_that_went_idle_leaves_the_ring_and_comes_back_without_its_old_debt() -> None:
-    a, b = Lane("m", "batch", "a"), Lane("m", "batch", "b")
+    a, b = Lane("m", BATCH, "a"), Lane("m", BATCH, "b")
     policy = FairShare(lambda t: 1.0)
     policy.set_active([a, b])
     assert policy.next_lane() == a

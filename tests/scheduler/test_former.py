@@ -5,19 +5,22 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.former import BatchFormer, PendingItem
+from models.config import ModelConfig
+from scheduler.former import BatchFormer, FireReason, PendingItem, queue_delays
+from schemas.states import Priority
 
 BUCKETS = [16, 32, 64, 128, 256]
 
 
 def former(**kw) -> BatchFormer:
     args = dict(max_batch_tokens=2048, max_batch_size=64,
-                max_queue_delay={"interactive": 0.05, "batch": 0.2})
+                max_queue_delay=queue_delays(0.05, 4.0))
     args.update(kw)
     return BatchFormer(BUCKETS, **args)
 
 
-def item(i: int, length: int, t: float = 0.0, priority: str = "batch") -> PendingItem:
+def item(i: int, length: int, t: float = 0.0, priority: Priority = Priority.BATCH
+         ) -> PendingItem:
     return PendingItem("job", i, list(range(length)), priority, t)
 
 
@@ -31,27 +34,38 @@ def test_capacity_is_the_token_budget_or_the_item_cap_whichever_is_smaller() -> 
     assert [f.capacity(b) for b in BUCKETS] == [64, 64, 32, 16, 8]
 
 
+def test_the_former_and_the_model_config_share_one_capacity_rule() -> None:
+    config = ModelConfig(name="m", version=1, output_dim=4, max_seq_len=256, buckets=BUCKETS,
+                         max_batch_tokens=1000, max_batch_size=40)
+    f = former(max_batch_tokens=1000, max_batch_size=40)
+    assert [f.capacity(b) for b in BUCKETS] == [config.max_batch_for(b) for b in BUCKETS]
+
+
+def test_batch_work_waits_the_factor_times_longer_than_interactive() -> None:
+    assert queue_delays(0.05, 4.0) == {Priority.INTERACTIVE: 0.05, Priority.BATCH: 0.2}
+
+
 def test_a_full_bucket_fires_at_once_without_waiting() -> None:
     f = former()
     for i in range(8):
         f.add(item(i, 200))
     [batch] = f.pop_ready(now=0.0)
-    assert batch.reason == "full" and batch.bucket == 256 and len(batch.items) == 8
+    assert batch.reason is FireReason.FULL and batch.bucket == 256 and len(batch.items) == 8
     assert len(f) == 0
 
 
 def test_a_lone_item_fires_after_max_queue_delay_and_not_before() -> None:
     f = former()
-    f.add(item(0, 10, t=100.0, priority="interactive"))
+    f.add(item(0, 10, t=100.0, priority=Priority.INTERACTIVE))
     assert f.pop_ready(now=100.049) == []
     assert f.next_deadline() == 100.05
     [batch] = f.pop_ready(now=100.05)
-    assert batch.reason == "delay" and [i.index for i in batch.items] == [0]
+    assert batch.reason is FireReason.DELAY and [i.index for i in batch.items] == [0]
 
 
 def test_batch_priority_waits_longer_than_interactive() -> None:
     f = former()
-    f.add(item(0, 10, t=0.0, priority="batch"))
+    f.add(item(0, 10, t=0.0, priority=Priority.BATCH))
     assert f.pop_ready(now=0.1) == []
     assert len(f.pop_ready(now=0.2)) == 1
 
@@ -59,8 +73,8 @@ def test_batch_priority_waits_longer_than_interactive() -> None:
 def test_interactive_items_go_first_within_a_bucket() -> None:
     f = former(max_batch_size=4)
     for i in range(6):
-        f.add(item(i, 10, t=0.0, priority="batch"))
-    f.add(item(99, 10, t=1.0, priority="interactive"))
+        f.add(item(i, 10, t=0.0, priority=Priority.BATCH))
+    f.add(item(99, 10, t=1.0, priority=Priority.INTERACTIVE))
     first = f.pop_ready(now=1.0)[0]
     assert first.items[0].index == 99
 
@@ -88,7 +102,7 @@ def test_late_formation_forms_no_more_batches_than_the_limit_and_urgent_work_fir
         f.add(item(i, 10, t=0.0))  # two full batches of the 16 bucket
     for i in range(8, 12):
         f.add(item(i, 100, t=0.5))  # one full batch of the 128 bucket
-    f.add(item(99, 40, t=1.0, priority="interactive"))  # lone, overdue at 1.05
+    f.add(item(99, 40, t=1.0, priority=Priority.INTERACTIVE))  # lone, overdue at 1.05
     first = f.pop_ready(now=1.1, limit=1)
     assert [it.index for it in first[0].items] == [99]  # interactive goes first
     rest = f.pop_ready(now=1.1, limit=2)
@@ -100,11 +114,11 @@ def test_late_formation_forms_no_more_batches_than_the_limit_and_urgent_work_fir
 def test_the_former_counts_what_it_holds_per_priority() -> None:
     f = former(max_batch_size=4)
     for i in range(5):
-        f.add(item(i, 10, priority="batch"))
-    f.add(item(9, 10, priority="interactive"))
-    assert (f.count("batch"), f.count("interactive")) == (5, 1)
+        f.add(item(i, 10, priority=Priority.BATCH))
+    f.add(item(9, 10, priority=Priority.INTERACTIVE))
+    assert (f.count(Priority.BATCH), f.count(Priority.INTERACTIVE)) == (5, 1)
     f.pop_ready(now=0.0, limit=1)  # interactive first, then 3 batch items
-    assert (f.count("batch"), f.count("interactive"), len(f)) == (2, 0, 2)
+    assert (f.count(Priority.BATCH), f.count(Priority.INTERACTIVE), len(f)) == (2, 0, 2)
 
 
 def test_a_batch_that_could_not_be_published_is_formed_again_first() -> None:
@@ -113,7 +127,7 @@ def test_a_batch_that_could_not_be_published_is_formed_again_first() -> None:
         f.add(item(i, 10, t=float(i)))
     [first] = f.pop_ready(now=0.0, limit=1)
     f.requeue(first.items)
-    assert len(f) == 6 and f.count("batch") == 6
+    assert len(f) == 6 and f.count(Priority.BATCH) == 6
     [again] = f.pop_ready(now=0.0, limit=1)
     assert [it.index for it in again.items] == [it.index for it in first.items]
 
@@ -126,7 +140,7 @@ def test_a_hungry_runner_gets_the_fullest_partial_bucket_before_any_deadline() -
         f.add(item(i, 100, t=0.0))  # 6 of 16 in the 128 bucket: the fullest
     assert f.pop_ready(now=0.01, limit=1) == []  # not hungry: wait for the deadline
     [batch] = f.pop_ready(now=0.01, limit=1, hungry=True)
-    assert batch.reason == "hungry" and batch.bucket == 128 and len(batch.items) == 6
+    assert batch.reason is FireReason.HUNGRY and batch.bucket == 128 and len(batch.items) == 6
 
 
 def test_hunger_never_puts_a_partial_batch_ahead_of_a_full_or_overdue_one() -> None:
@@ -139,4 +153,5 @@ def test_hunger_never_puts_a_partial_batch_ahead_of_a_full_or_overdue_one() -> N
     f.add(item(30, 40, t=-1.0))  # 64 bucket, 1 of 4, overdue
     order = f.pop_ready(now=0.0, limit=4, hungry=True)
     assert [(b.bucket, b.reason) for b in order] == [
-        (16, "full"), (64, "delay"), (128, "hungry"), (256, "hungry")]
+        (16, FireReason.FULL), (64, FireReason.DELAY), (128, FireReason.HUNGRY),
+        (256, FireReason.HUNGRY)]

@@ -1,0 +1,91 @@
+"""Chunk intake: decode a chunk, hold it, tokenize its texts, queue its items in the former.
+
+Items that fail before inference (empty text, an expired deadline) go into a batch of their
+own, published at once, so that they settle their chunk like any other item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import msgspec
+from nats.aio.msg import Msg
+
+from core.tracing import HEADER as TRACEPARENT
+from core.tracing import continue_or_start
+from models.tokenize import Encoded
+from scheduler.former import PendingItem
+from scheduler.held import ChunkKey, HeldChunks
+from scheduler.pipes import ModelPipe, ModelPipes
+from schemas.bus import CHUNK_DECODER, Batch, Chunk, FailedItem
+from schemas.errors import ErrorCode
+from schemas.states import Priority
+
+log = logging.getLogger("inferq.scheduler")
+
+
+def decode_chunk(msg: Msg) -> Chunk | None:
+    """The chunk in ``msg``; None (logged) when it cannot be scheduled: undecodable, or of a
+    priority this version does not know. The caller terminates such a message."""
+    try:
+        chunk = CHUNK_DECODER.decode(msg.data)
+        Priority(chunk.priority)
+    except (msgspec.DecodeError, ValueError):
+        log.error("undecodable chunk on %s: terminated", msg.subject)
+        return None
+    return chunk
+
+
+def trace_for(msg: Msg, chunk: Chunk) -> str | None:
+    """The span the chunk's batches carry: a child of its traceparent (NATS header, else the
+    chunk body); None when it came without one."""
+    incoming = (msg.headers or {}).get(TRACEPARENT) or chunk.traceparent
+    return continue_or_start(incoming).header() if incoming else None
+
+
+def place(pipe: ModelPipe, chunk: Chunk, key: ChunkKey, encoded: list, trace: str | None, *,
+          now: float, wall: float) -> None:
+    """Queue each tokenized item in the pipe's former; the items that failed (tokenizer error,
+    or the job's deadline already passed at ``wall``) go to ``pipe.unsent`` as one batch."""
+    failed: list[FailedItem] = []
+    expired = chunk.deadline is not None and wall >= chunk.deadline
+    priority = Priority(chunk.priority)
+    for it, enc in zip(chunk.items, encoded, strict=True):
+        if expired:
+            failed.append(FailedItem(chunk.job_id, it.index, ErrorCode.DEADLINE_EXCEEDED.value,
+                                     "the job's deadline passed before the item ran", it.id))
+        elif isinstance(enc, Encoded):
+            pipe.former.add(PendingItem(chunk.job_id, it.index, enc.ids, priority, now, key,
+                                        enc.truncated, it.id))
+        else:
+            failed.append(FailedItem(chunk.job_id, it.index, enc.code, enc.message, it.id))
+    if failed:
+        traces = {chunk.job_id: trace} if trace else {}
+        batch = Batch(uuid.uuid4().hex, pipe.name, pipe.version, 0, [], failed, wall,
+                      traces=traces)
+        pipe.unsent.append((batch, key))
+
+
+class ChunkIntake:
+    """Takes pulled chunks into the ledger and the formers."""
+
+    def __init__(self, pipes: ModelPipes, held: HeldChunks):
+        self._pipes = pipes
+        self._held = held
+
+    async def admit(self, msg: Msg, chunk: Chunk, trace: str | None) -> ModelPipe | None:
+        """Hold the chunk and queue its items; returns its pipe, or None for a redelivery of
+        a chunk still held (the first copy is kept; JetStream is told we are on it)."""
+        key = (chunk.job_id, chunk.chunk)
+        if key in self._held:
+            await msg.in_progress()
+            return None
+        pipe = self._pipes.get(chunk.model, chunk.model_version)
+        now = time.monotonic()
+        self._held.hold(key, msg, chunk, trace)
+        encoded = await asyncio.to_thread(pipe.tokenizer.encode, [it.text for it in chunk.items])
+        place(pipe, chunk, key, encoded, trace, now=now, wall=time.time())
+        return pipe

@@ -1,0 +1,86 @@
+"""Per model version: its tokenizer and batch former, created when its first chunk arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from models.config import ModelConfig
+from models.repository import ModelRepository
+from models.tokenize import TextTokenizer
+from scheduler.former import BatchFormer
+from scheduler.held import ChunkKey
+from schemas.bus import Batch
+from schemas.states import Priority
+
+HOLD_BATCHES = 8
+"""The formers may hold this many of the largest batch: enough to fill every bucket's batches,
+few enough that fairness is still decided in JOBS for everything else."""
+DEFAULT_BATCH_SIZE = 64
+"""The batch size the hold limit assumes before any model version has been seen."""
+
+
+@dataclass
+class ModelPipe:
+    """Per model version: its tokenizer and bucket queues (batches are formed only when
+    runners have room, so nothing formed waits here)."""
+
+    name: str
+    version: int
+    config: ModelConfig
+    tokenizer: TextTokenizer
+    former: BatchFormer
+    unsent: list[tuple[Batch, ChunkKey]] = field(default_factory=list)
+    """Batches of pre-failed items not yet published, with the chunk they settle."""
+    no_credit: bool = False
+    """The last credit check found the runners' queue full: formation waits for a runner to
+    take a batch, whatever the formers' deadlines say."""
+
+
+class ModelPipes:
+    """The pipes of every model version this replica has pulled work for."""
+
+    def __init__(self, repo: ModelRepository, queue_delay: Mapping[Priority, float]):
+        self._repo = repo
+        self._delay = dict(queue_delay)
+        self._pipes: dict[tuple[str, int], ModelPipe] = {}
+
+    def __iter__(self) -> Iterator[ModelPipe]:
+        return iter(self._pipes.values())
+
+    def get(self, model: str, version: int) -> ModelPipe:
+        """The version's pipe, loading its config and tokenizer on first use."""
+        key = (model, version)
+        pipe = self._pipes.get(key)
+        if pipe is None:
+            cfg = self._repo.config(model, version)
+            tok = TextTokenizer.from_dir(self._repo.version_dir(model, version), cfg)
+            former = BatchFormer(cfg.buckets, max_batch_tokens=cfg.max_batch_tokens,
+                                 max_batch_size=cfg.max_batch_size, max_queue_delay=self._delay)
+            pipe = self._pipes[key] = ModelPipe(model, version, cfg, tok, former)
+        return pipe
+
+    def versions(self) -> dict[str, int]:
+        """Model name to a version with a pipe (for the queue observer's capacity lookup)."""
+        return {name: version for (name, version) in self._pipes}
+
+    @property
+    def held_items(self) -> int:
+        """Items in the formers: pulled from JOBS, not yet in a published batch."""
+        return sum(len(p.former) for p in self)
+
+    def held(self, priority: Priority) -> int:
+        """Items of one priority in the formers."""
+        return sum(p.former.count(priority) for p in self)
+
+    @property
+    def hold_limit(self) -> int:
+        """Items the formers may hold (``HOLD_BATCHES`` of the largest batch size)."""
+        sizes = [p.config.max_batch_size for p in self] or [DEFAULT_BATCH_SIZE]
+        return HOLD_BATCHES * max(sizes)
+
+    def next_deadline(self) -> float | None:
+        """The earliest formation deadline among formers whose runners have room: a former
+        without credit waits for a runner to ask, not for its deadlines."""
+        deadlines = [d for p in self if not p.no_credit and (d := p.former.next_deadline())]
+        return min(deadlines) if deadlines else None

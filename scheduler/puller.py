@@ -1,0 +1,111 @@
+"""Pulling chunks from JOBS in fair-share order, only while the formers hold little.
+
+Late formation: whatever is not pulled waits in JOBS, where fair share still applies, so a
+tenant that arrives later is not stuck behind what a replica already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.js import errors as jserr
+
+from scheduler.fairshare import FairShare, Lane
+from scheduler.lanes import LaneConsumers
+from scheduler.pipes import ModelPipes
+from schemas.states import Priority
+
+PULLS_PER_STEP = 4
+"""Chunks pulled per step at most, so that forming and publishing are not starved."""
+FETCH_TIMEOUT_S = 0.05
+"""How long one pull waits on a lane the backlog listed before calling it empty."""
+INTERACTIVE_HOLD_DIVISOR = 4
+"""Past the hold limit, interactive items are still pulled up to this fraction of the limit."""
+LANE_HINT_DEBOUNCE_S = 0.01
+"""Least time between two lane refreshes when hints (a job's first chunk) keep arriving."""
+
+
+class FairPuller:
+    """Which lane to pull from and how much: the fair-share policy, fed with the lanes that
+    have work and charged with the items each chunk brought."""
+
+    def __init__(self, policy: FairShare, lanes: LaneConsumers, pipes: ModelPipes,
+                 accept: Callable[[Msg], Awaitable[int]], *, refresh_s: float):
+        self._policy = policy
+        self._lanes = lanes
+        self._pipes = pipes
+        self._accept = accept
+        """Takes a pulled message in; returns the items it brought."""
+        self._refresh_s = refresh_s
+        self._stale = False
+        self._last_refresh = 0.0
+
+    def mark_stale(self) -> None:
+        """A new lane may have work (hint): list the lanes again soon."""
+        self._stale = True
+
+    def lanes(self) -> list[Lane]:
+        """The lanes with work at the last refresh."""
+        return self._policy.lanes()
+
+    async def refresh(self, now: float) -> None:
+        """Re-list the lanes with work every ``refresh_s``, sooner after a hint, and whenever
+        no lane is known."""
+        since = now - self._last_refresh
+        if (since > self._refresh_s or (self._stale and since > LANE_HINT_DEBOUNCE_S)
+                or not self._policy.lanes()):
+            self._stale = False
+            self._policy.set_active((await self._lanes.backlog()).keys())
+            self._last_refresh = now
+
+    async def pull(self) -> bool:
+        """Pull chunks while the formers hold less than their limit. Interactive lanes may be
+        pulled past it, so an urgent item never waits behind a full former of batch work."""
+        if self._pipes.held_items >= self._pipes.hold_limit:
+            return await self._pull_interactive()
+        pulled = False
+        for _ in range(PULLS_PER_STEP):
+            if self._pipes.held_items >= self._pipes.hold_limit:
+                break
+            lane = self._policy.next_lane()
+            if lane is None:
+                break
+            if await self._pull_from(lane) is None:
+                self._policy.deactivate(lane)
+                continue
+            pulled = True
+        return pulled
+
+    async def _pull_interactive(self) -> bool:
+        held = self._pipes.held(Priority.INTERACTIVE)
+        pulled = False
+        for lane in self._policy.lanes():
+            if (lane.priority != Priority.INTERACTIVE
+                    or held >= self._pipes.hold_limit // INTERACTIVE_HOLD_DIVISOR):
+                continue
+            n = await self._pull_from(lane)
+            if n is not None:
+                held += n
+                pulled = True
+        return pulled
+
+    async def _pull_from(self, lane: Lane) -> int | None:
+        """One chunk from the lane into the formers, charged to the lane; None if empty."""
+        msg = await self._fetch(lane)
+        if msg is None:
+            return None
+        n = await self._accept(msg)
+        self._policy.charge(lane, n)
+        return n
+
+    async def _fetch(self, lane: Lane) -> Msg | None:
+        sub = await self._lanes.subscription(lane)
+        try:
+            msgs = await sub.fetch(1, timeout=FETCH_TIMEOUT_S)
+        except (TimeoutError, jserr.FetchTimeoutError):
+            return None
+        except jserr.NotFoundError:
+            await self._lanes.forget(lane)  # reaped by the server; recreated on next pull
+            return None
+        return msgs[0] if msgs else None
