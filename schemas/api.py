@@ -33,12 +33,15 @@ class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     metadata: dict[str, Any] | None = None
 
     def items(self) -> list[InputItem]:
+        """The job's inputs in order, whichever of the two forms the request used."""
         if self.inputs is not None:
             return self.inputs
         return [self.input] if self.input is not None else []
 
 
 class Counts(msgspec.Struct, frozen=True):
+    """A job's items by state; they always add up to ``total``."""
+
     total: int
     pending: int
     running: int
@@ -83,12 +86,16 @@ class ResultItem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ResultsPage(msgspec.Struct, frozen=True):
+    """A page of ``GET /v1/jobs/{id}/results``; ``next_cursor`` is None on the last page."""
+
     job_id: str
     items: list[ResultItem]
     next_cursor: str | None
 
 
 class JobList(msgspec.Struct, frozen=True):
+    """A page of ``GET /v1/jobs``, newest first; ``next_cursor`` is None on the last page."""
+
     jobs: list[JobStatusDoc]
     next_cursor: str | None
 

@@ -6,6 +6,8 @@ import msgspec
 
 
 class ChunkItem(msgspec.Struct, frozen=True, array_like=True):
+    """One input of a chunk: its index in the job, its text and the client's id."""
+
     index: int
     text: str
     id: str | None = None
@@ -80,4 +82,5 @@ BATCH_DECODER = msgspec.msgpack.Decoder(Batch)
 
 
 def encode(msg: msgspec.Struct) -> bytes:
+    """A bus message as msgpack (one encoder for every message type)."""
     return CHUNK_ENCODER.encode(msg)

@@ -11,6 +11,8 @@ import msgspec
 
 
 class ErrorCode(enum.StrEnum):
+    """Every error code a client can see, in an API error body, a job or an item."""
+
     # Request level (HTTP)
     INVALID_REQUEST = "invalid_request"
     UNAUTHENTICATED = "unauthenticated"
@@ -57,6 +59,7 @@ class ItemError(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, code: ErrorCode, message: str) -> ItemError:
+        """An item error whose ``retryable`` comes from ``ITEM_RETRYABLE``, not the caller."""
         return cls(code=code.value, message=message, retryable=ITEM_RETRYABLE.get(code, False))
 
 

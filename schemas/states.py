@@ -1,4 +1,8 @@
-"""Job and item states: the enums, their named sets, and the one job transition rule."""
+"""Job and item states: the enums, their named sets, and the one home of each transition rule.
+
+The Lua scripts under ``store/lua`` apply the same rules inside Redis (they cannot import
+Python); their comments name the function here that they mirror.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import enum
 
 
 class JobStatus(enum.StrEnum):
+    """Where a job is in its lifecycle: queued, then running, then succeeded or failed."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -13,6 +19,8 @@ class JobStatus(enum.StrEnum):
 
 
 class ItemStatus(enum.StrEnum):
+    """Where one item is: pending (nothing started it), running, then succeeded or failed."""
+
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -20,27 +28,36 @@ class ItemStatus(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
+    """How a terminal job's items ended; a job with some failed items still succeeds."""
+
     ALL_SUCCEEDED = "all_succeeded"
     PARTIAL = "partial"
     ALL_FAILED = "all_failed"
 
 
 class Priority(enum.StrEnum):
+    """A job's scheduling class; each has its own lanes (``inferq.jobs.<model>.<priority>``)."""
+
     INTERACTIVE = "interactive"
     BATCH = "batch"
 
 
 TERMINAL_JOB = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+"""Statuses a job never leaves: every writer refuses to change a job once it is in one."""
+LIVE_JOB = frozenset(JobStatus) - TERMINAL_JOB
+"""Statuses a job can still leave (queued, running): the complement of ``TERMINAL_JOB``."""
 TERMINAL_ITEM = frozenset({ItemStatus.SUCCEEDED, ItemStatus.FAILED})
+"""Statuses an item never leaves: only items in one of them have a durable result row."""
 
-# Position in the lifecycle: a job's status never moves to a lower rank.
-JOB_RANK = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 1, JobStatus.SUCCEEDED: 2, JobStatus.FAILED: 2}
+JOB_RANK: dict[JobStatus, int] = {
+    JobStatus.QUEUED: 0, JobStatus.RUNNING: 1, **dict.fromkeys(TERMINAL_JOB, 2)}
+"""Position in the lifecycle: a job's status never moves to a lower rank (terminal is last)."""
 
 
 def derive_job_state(
     total: int, started: int, succeeded: int, failed: int
 ) -> tuple[JobStatus, Outcome | None]:
-    """The job status implied by item counts (the rule the Redis script applies too).
+    """The job status implied by item counts (the rule ``record_results.lua`` applies too).
 
     ``started`` counts items that ever began (running or terminal).
     """
@@ -56,3 +73,10 @@ def derive_job_state(
     if started > 0 or done > 0:
         return JobStatus.RUNNING, None
     return JobStatus.QUEUED, None
+
+
+def job_failure_outcome(succeeded: int) -> Outcome:
+    """The outcome of a job ended by a job-level failure (cancel, deadline, no model): it is
+    ``failed`` whatever its items did, ``partial`` if any had succeeded, else ``all_failed``
+    (the rule ``fail_remaining.lua`` applies too)."""
+    return Outcome.PARTIAL if succeeded else Outcome.ALL_FAILED

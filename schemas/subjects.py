@@ -19,24 +19,29 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def check_token(value: str, what: str) -> str:
+    """``value`` if it is safe as one subject token (no dots or wildcards), else ValueError."""
     if not _TOKEN.match(value):
         raise ValueError(f"{what} {value!r} is not a valid subject token ([A-Za-z0-9_-]{{1,64}})")
     return value
 
 
 def job_subject(model: str, priority: str, tenant: str) -> str:
+    """Where the gateway publishes a job's chunks: one subject per lane."""
     return f"{JOBS_PREFIX}.{model}.{priority}.{tenant}"
 
 
 def jobs_filter(model: str = "*", priority: str = "*", tenant: str = "*") -> str:
+    """A filter over job subjects; each part left out matches any value."""
     return f"{JOBS_PREFIX}.{model}.{priority}.{tenant}"
 
 
 def batch_subject(model: str, version: int) -> str:
+    """Where the scheduler publishes formed batches for runners of one model version."""
     return f"{BATCHES_PREFIX}.{model}.{version}"
 
 
 def dlq_subject(model: str, version: int) -> str:
+    """Where batches that exhausted their deliveries are recorded, per model version."""
     return f"{DLQ_PREFIX}.{model}.{version}"
 
 
@@ -62,6 +67,7 @@ def lane_consumer(model: str, priority: str, tenant: str) -> str:
 
 
 def runner_consumer(model: str, version: int) -> str:
+    """Durable name of the pull consumer that every runner of one model version shares."""
     return f"runners_{model}_{version}"
 
 

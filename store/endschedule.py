@@ -23,10 +23,12 @@ class EndSchedule:
 
     @staticmethod
     def member(job_id: str, code: ErrorCode) -> str:
+        """The set member of one end of one job: a job has at most one entry per code."""
         return f"{code.value}|{job_id}"
 
     @staticmethod
     def parse(member: str | bytes) -> tuple[str, ErrorCode]:
+        """(job_id, code) of a member made by :meth:`member`."""
         text = member.decode() if isinstance(member, bytes) else member
         code, _, job_id = text.partition("|")
         return job_id, ErrorCode(code)
@@ -37,6 +39,7 @@ class EndSchedule:
             await self._redis.zadd(self._key, {self.member(job_id, code): when})
 
     async def done(self, job_id: str, code: ErrorCode) -> None:
+        """Drop the entry once the end has happened (or is no longer needed)."""
         with redis_errors("end done"):
             await self._redis.zrem(self._key, self.member(job_id, code))
 

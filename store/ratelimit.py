@@ -57,6 +57,9 @@ class BucketState(msgspec.Struct, frozen=True):
 
 
 class Decision(msgspec.Struct, frozen=True):
+    """The answer for one request: admitted or not, which limit refused, and every bucket's
+    state (for the RateLimit headers)."""
+
     allowed: bool
     refused_by: str | None
     """The name of the bucket or ceiling that refused (the first in order), or None."""

@@ -6,7 +6,7 @@ import logging
 import time
 
 from schemas.errors import JobError
-from schemas.states import JobStatus, Priority
+from schemas.states import TERMINAL_JOB, JobStatus, Priority
 from store.jobstate import JobFields, JobStateCache, RestoreOutcome, TerminalRecord
 from store.results.base import JobRecord, ResultStore
 
@@ -14,9 +14,18 @@ log = logging.getLogger("inferq.store.rebuild")
 
 
 def job_fields(job: JobRecord) -> JobFields:
+    """The cache's view of a durable job record: its immutable fields."""
     return JobFields(tenant=job.tenant, model=job.model, version=job.model_version,
                      priority=Priority(job.priority), total=job.total, created_at=job.created_at,
                      expires_at=job.expires_at, deadline=job.deadline)
+
+
+def terminal_record(job: JobRecord) -> TerminalRecord | None:
+    """The terminal state the durable record holds, if it has finished."""
+    if job.status not in TERMINAL_JOB or job.finished_at is None:
+        return None
+    error = JobError(job.error_code, job.error_message or "") if job.error_code else None
+    return TerminalRecord(JobStatus(job.status), job.finished_at, error)
 
 
 async def rebuild_job_cache(store: ResultStore, cache: JobStateCache, job_id: str,
@@ -30,17 +39,11 @@ async def rebuild_job_cache(store: ResultStore, cache: JobStateCache, job_id: st
     if job is None:
         return None
     done = await store.done_indexes(job_id)
-    terminal = None
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) and job.finished_at is not None:
-        error = JobError(job.error_code, job.error_message or "") if job.error_code else None
-        terminal = TerminalRecord(JobStatus(job.status), job.finished_at, error)
     now = time.time()
     out = await cache.restore(job_id, job_fields(job), done, now, started_at=job.started_at,
-                              terminal=terminal)
+                              terminal=terminal_record(job))
     if out.became_terminal:
-        await store.finish_job(job_id, status=str(out.status),
-                               outcome=str(out.outcome) if out.outcome else None,
-                               finished_at=now)
+        await store.finish_job(job_id, status=out.status, outcome=out.outcome, finished_at=now)
     log.info("rebuilt cache for job %s from the store (%d items done, restored=%s)",
              job_id, len(done), out.restored)
     return out

@@ -8,6 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 ALIVE_S = 15.0
+"""Seconds since its last heartbeat within which a runner counts as alive."""
 
 
 def _key(model: str, version: int) -> str:
@@ -22,6 +23,8 @@ class RunnerRegistry:
 
     async def heartbeat(self, model: str, version: int, runner_id: str, busy_ratio: float,
                         capacity: float | None = None) -> None:
+        """Record that the runner is alive, with its busy ratio and measured capacity. Runners
+        silent for four ``ALIVE_S`` are pruned; the keys expire eight after the last beat."""
         now = time.time()
         stats = json.dumps({"busy": round(busy_ratio, 4), "capacity": capacity})
         async with self._r.pipeline(transaction=True) as p:
@@ -33,12 +36,14 @@ class RunnerRegistry:
             await p.execute()
 
     async def leave(self, model: str, version: int, runner_id: str) -> None:
+        """Forget the runner at once (a clean stop), rather than when its heartbeat ages out."""
         async with self._r.pipeline(transaction=True) as p:
             p.zrem(_key(model, version), runner_id)
             p.hdel(f"{_key(model, version)}:stats", runner_id)
             await p.execute()
 
     async def count(self, model: str, version: int) -> int:
+        """Runners of the model version heard from within ``ALIVE_S``."""
         return int(await self._r.zcount(_key(model, version), time.time() - ALIVE_S, "+inf"))
 
     async def capacity(self, model: str, version: int) -> float | None:
@@ -59,4 +64,5 @@ class RunnerRegistry:
             pass
 
     async def inferred(self, model: str, version: int) -> int:
+        """Items run through the backend so far, duplicates included (see ``count_inferred``)."""
         return int(await self._r.get(f"{_key(model, version)}:inferred") or 0)

@@ -11,19 +11,20 @@ import abc
 import base64
 import binascii
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import msgspec
 
 from schemas.errors import ErrorCode
-from schemas.states import TERMINAL_ITEM, TERMINAL_JOB, JobStatus
+from schemas.states import TERMINAL_ITEM, TERMINAL_JOB, ItemStatus, JobStatus, Outcome
 
 
 class JobRecord(msgspec.Struct, frozen=True):
-    """The durable record of one job; ``status`` is a :class:`JobStatus` value.
+    """The durable record of one job.
 
     The store keeps only the coarse lifecycle (queued -> running on the first
-    ``mark_started``, terminal on ``finish_job``); live counts are kept in Redis.
+    ``mark_started``, terminal on ``finish_job``); live counts are kept in Redis. Stores
+    return ``status`` and ``outcome`` as enum members (equal to their string values).
     """
 
     job_id: str
@@ -40,8 +41,8 @@ class JobRecord(msgspec.Struct, frozen=True):
     idempotency_key: str | None = None
     request_hash: str | None = None
     published: bool = False
-    status: str = JobStatus.QUEUED.value
-    outcome: str | None = None
+    status: JobStatus = JobStatus.QUEUED
+    outcome: Outcome | None = None
     started_at: float | None = None
     finished_at: float | None = None
     error_code: str | None = None
@@ -53,7 +54,7 @@ class ItemRecord(msgspec.Struct, frozen=True):
 
     job_id: str
     index: int
-    status: str
+    status: ItemStatus
     model_version: int
     client_id: str | None = None
     output: bytes | None = None
@@ -100,13 +101,26 @@ class InvalidCursor(StoreError, ValueError):
     retryable: bool = False
 
 
+# Cursors: the one place they are made, read and checked. A cursor is the position of the
+# last row of a page, as JSON, in URL-safe base64; what it holds is the format's business.
+
+
 def encode_cursor(parts: list[Any]) -> str:
     """An opaque, URL-safe cursor from the position of the last row of a page."""
     return base64.urlsafe_b64encode(msgspec.json.encode(parts)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
-    """The parts of a cursor made by :func:`encode_cursor`, checked against ``types``."""
+@overload
+def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]: ...
+@overload
+def decode_cursor(cursor: None, types: tuple[type, ...]) -> None: ...
+
+
+def decode_cursor(cursor: str | None, types: tuple[type, ...]) -> list[Any] | None:
+    """The parts of a cursor made by :func:`encode_cursor`, checked against ``types``; None
+    for no cursor (the first page). Anything else raises :class:`InvalidCursor`."""
+    if not cursor:
+        return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         parts = msgspec.json.decode(raw, type=list)
@@ -119,13 +133,24 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     return parts
 
 
+def encode_index_cursor(index: int) -> str:
+    """The cursor of a page of item results that ended at item ``index``."""
+    return encode_cursor([index])
+
+
+def decode_index_cursor(cursor: str | None) -> int:
+    """The item index a results cursor points after: -1 (before the first item) for none."""
+    parts = decode_cursor(cursor, (int,))
+    return -1 if parts is None else parts[0]
+
+
 def check_limit(limit: int) -> None:
     """A page holds at least one row; a zero or negative limit is a caller's bug."""
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
 
 
-def check_terminal_job(status: str) -> None:
+def check_terminal_job(status: JobStatus) -> None:
     """``finish_job`` only ever moves a job to a terminal status; anything else is a bug."""
     if status not in TERMINAL_JOB:
         raise ValueError(f"finish_job needs a terminal status, got {status!r}")
@@ -201,8 +226,8 @@ class ResultStore(abc.ABC):
         self,
         job_id: str,
         *,
-        status: str,
-        outcome: str | None,
+        status: JobStatus,
+        outcome: Outcome | None,
         finished_at: float,
         error_code: str | None = None,
         error_message: str | None = None,
@@ -218,8 +243,8 @@ class ResultStore(abc.ABC):
         job_id: str,
         *,
         expected_error_code: str,
-        status: str,
-        outcome: str | None,
+        status: JobStatus,
+        outcome: Outcome | None,
         finished_at: float,
         error_code: str | None = None,
         error_message: str | None = None,
@@ -252,12 +277,12 @@ class ResultStore(abc.ABC):
         """(succeeded, failed) among the recorded items: rebuilds the Redis counters."""
 
     @abc.abstractmethod
-    async def done_indexes(self, job_id: str) -> list[tuple[int, str]]:
+    async def done_indexes(self, job_id: str) -> list[tuple[int, ItemStatus]]:
         """(index, status) of every recorded item in index order: rebuilds item markers."""
 
     @abc.abstractmethod
     async def get_items(
-        self, job_id: str, *, status: str | None, after_index: int, limit: int
+        self, job_id: str, *, status: ItemStatus | None, after_index: int, limit: int
     ) -> list[ItemRecord]:
         """Up to ``limit`` items with index > ``after_index`` in index order.
 
@@ -307,6 +332,7 @@ class ResultStore(abc.ABC):
         """
 
     async def __aenter__(self) -> ResultStore:
+        """``async with`` a store closes it on the way out."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -133,7 +133,7 @@ async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
 
 async def test_purge_works_in_bounded_chunks(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("store.results.sqlite.PURGE_CHUNK", 7)
+    monkeypatch.setattr("store.results.sqlite.store.PURGE_CHUNK", 7)
     async with SqliteResultStore(tmp_path / "results.db") as store:
         for n in range(3):
             await store.create_job(job(f"old{n}", expires_at=50.0, total=10))
