@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_service import ideal_batches, texts_for
+from bench.baselines import ideal_batches, texts_for
 from gpu_runner.backends import create_backend
 from models.bucketing import pad_batch
 from models.build import ensure_default_model

@@ -21,6 +21,9 @@ text (Python standard library docstrings):
     python bench/bench_service.py            # 10,000 items
     python bench/bench_service.py --quick    # 2,000 items, one efficiency job, fewer samples
     python bench/bench_service.py --profile /tmp/prof  # + py-spy stacks (pip install py-spy)
+
+The topology lives in ``bench/topology.py``, the backend-alone baselines and the padding
+comparison in ``bench/baselines.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -42,116 +44,36 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.texts import stdlib_texts
-from core.tenants import Tenant, hash_key, write_tenants_file
-from gpu_runner.backends import create_backend
-from inferq.embedded import free_port, nats_server, redis_server
-from models.bucketing import pad_batch
+from bench.baselines import alone_configs, backend_alone, padding, texts_for
+from bench.topology import KEYS, cpu_seconds, running, scrape
 from models.build import ensure_default_model
 from models.repository import ModelRepository
 from models.tokenize import Encoded, TextTokenizer
-from scheduler.former import BatchFormer, PendingItem
-
-KEYS = {"big": "bench-key-big-000000", "small": "bench-key-small-00000"}
-
-
-def texts_for(n: int) -> list[str]:
-    out: list[str] = []
-    seed = 0
-    while len(out) < n:
-        out += stdlib_texts(n - len(out), seed=seed)
-        seed += 1
-    return out[:n]
+from schemas.states import TERMINAL_JOB, Priority
 
 
 def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def ideal_batches(lengths_ids: list[list[int]], cfg) -> list[tuple[int, list[list[int]]]]:
-    """Sorted by length, each bucket filled to its budget: the best the batcher could do."""
-    former = BatchFormer(
-        cfg.buckets,
-        max_batch_tokens=cfg.max_batch_tokens,
-        max_batch_size=cfg.max_batch_size,
-        max_queue_delay={"batch": 0},
-    )
-    for i, ids in enumerate(sorted(lengths_ids, key=len)):
-        former.add(PendingItem("j", i, ids, "batch", 0.0))
-    return [(b.bucket, [it.token_ids for it in b.items]) for b in former.pop_ready(0.0, flush=True)]
-
-
-def padding(encoded: list[list[int]], cfg) -> tuple[float, float]:
-    """(bucketed, arrival-order-32-to-longest) padded/real token ratios."""
-    real = sum(len(e) for e in encoded)
-    former = BatchFormer(
-        cfg.buckets,
-        max_batch_tokens=cfg.max_batch_tokens,
-        max_batch_size=cfg.max_batch_size,
-        max_queue_delay={"batch": 0},
-    )
-    padded_bucketed = 0
-    for i, ids in enumerate(encoded):  # arrival order, as the scheduler sees them
-        former.add(PendingItem("j", i, ids, "batch", 0.0))
-        padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0))
-    padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0, flush=True))
-    padded_arrival = sum(
-        max(len(e) for e in encoded[i : i + 32]) * len(encoded[i : i + 32])
-        for i in range(0, len(encoded), 32)
-    )
-    return padded_bucketed / real, padded_arrival / real
-
-
-def backend_alone(
-    kind: str, threads: int | None, streams: int | None, vdir: Path, cfg,
-    encoded: list[list[int]],
-) -> float:
-    backend = create_backend(kind, vdir, cfg, threads=threads, streams=streams)
-    backend.warmup()
-    batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
-    t0 = time.perf_counter()
-    for ids, mask in batches:
-        backend.run(ids, mask)
-    elapsed = time.perf_counter() - t0
-    backend.close()
-    return len(encoded) / elapsed
-
-
-def alone_configs(args) -> dict[str, int | None]:
-    """The backend as the service runs it, and OpenVINO with one stream: the better is the
-    baseline."""
-    configs = {f"streams={args.streams or 'default'}": args.streams}
-    if args.streams != 1:
-        configs["streams=1"] = 1
-    return configs
-
-
 async def wait_done(c: httpx.AsyncClient, job: str, poll: float) -> dict:
+    """Poll every ``poll`` seconds until the job is terminal; its status document."""
     while True:
         doc = (await c.get(f"/v1/jobs/{job}")).json()
-        if doc["status"] in ("succeeded", "failed"):
+        if doc["status"] in TERMINAL_JOB:
             return doc
         await asyncio.sleep(poll)
 
 
 async def one_item_latency(c: httpx.AsyncClient, text: str) -> float:
+    """Seconds from submitting a 1-item interactive job to seeing it terminal."""
     t0 = time.perf_counter()
-    r = await c.post(
-        "/v1/jobs", json={"model": "minilm", "priority": "interactive", "input": {"text": text}}
-    )
+    r = await c.post("/v1/jobs", json={"model": "minilm", "priority": Priority.INTERACTIVE,
+                                       "input": {"text": text}})
     await wait_done(c, r.json()["job_id"], 0.01)
     return time.perf_counter() - t0
-
-
-async def scrape(port: int, name: str) -> dict[str, float]:
-    async with httpx.AsyncClient() as c:
-        text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name)
-    }
 
 
 def _profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
@@ -178,7 +100,7 @@ async def efficiency_job(
     n = len(body["inputs"])
     before = await scrape(sched_port, "inferq_batch_size_bucket")
     infer_before = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
-    cpu_before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
+    cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
     spies = _profile(pids, profile_dir) if profile_dir else []
     t0 = time.perf_counter()
     r = await big.post("/v1/jobs", json=body)
@@ -186,7 +108,7 @@ async def efficiency_job(
     accepted = time.perf_counter() - t0
     doc = await wait_done(big, r.json()["job_id"], 0.1)
     wall = time.perf_counter() - t0
-    cpu = {k: _cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()}
+    cpu = {k: cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()}
     for spy in spies:
         spy.send_signal(signal.SIGINT)
     for spy in spies:
@@ -212,6 +134,8 @@ async def service_run(
     url: str, texts: list[str], quick: bool, sched_port: int, runner_port: int,
     pids: dict[str, int], profile_dir: Path | None, repeats: int, baseline,
 ) -> dict:
+    """Every measurement against the running service, in order: idle latency, submit
+    latency, poll rate, the efficiency jobs between baselines, then isolation."""
     big = httpx.AsyncClient(
         base_url=url, timeout=120, headers={"Authorization": f"Bearer {KEYS['big']}"}
     )
@@ -287,20 +211,8 @@ async def service_run(
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_role(role: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
-    log = open(logs / f"{role}.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "inferq.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
 def main() -> None:
+    """Baselines and padding first, then the service between more baselines, then a report."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--items", type=int, default=None)
@@ -341,62 +253,15 @@ def main() -> None:
     print("backend alone (sorted, ideal batches), before the service starts: " + ", ".join(
         f"{label} {rate:.1f} items/s" for label, rate in outside.items()))
 
-    tmp = Path(tempfile.mkdtemp(prefix="inferq-bench-"))
-    (tmp / "logs").mkdir()
-    nats = nats_server(tmp / "nats", log_path=tmp / "logs" / "nats.log", sync_always=True).start()
-    redis = redis_server(tmp / "redis", log_path=tmp / "logs" / "redis.log").start()
-    tenants = tmp / "tenants.toml"
-    write_tenants_file(
-        tenants,
-        {
-            name: Tenant(
-                name=name, api_key_sha256=[hash_key(k)], requests_per_s=10_000, polls_per_s=100_000
-            )
-            for name, k in KEYS.items()
-        },
-    )
-    http_port, sched_port, runner_port = free_port(), free_port(), free_port()
-    env = dict(
-        os.environ,
-        INFERQ_NATS_URL=f"nats://127.0.0.1:{nats.port}",
-        INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
-        INFERQ_RESULTS_URL=f"sqlite:///{tmp / 'results.db'}",
-        INFERQ_MODEL_REPO=str(repo.root),
-        INFERQ_TENANTS_FILE=str(tenants),
-        INFERQ_HTTP_PORT=str(http_port),
-        INFERQ_BACKEND=args.backend,
-    )
-    if args.threads:
-        env["INFERQ_BACKEND_THREADS"] = str(args.threads)
-    if args.streams:
-        env["INFERQ_BACKEND_STREAMS"] = str(args.streams)
-    procs = [
-        start_role("runner", dict(env, INFERQ_METRICS_PORT=str(runner_port)), tmp / "logs"),
-        start_role("scheduler", dict(env, INFERQ_METRICS_PORT=str(sched_port)), tmp / "logs"),
-        start_role("gateway", env, tmp / "logs"),
-    ]
-    try:
-        url = f"http://127.0.0.1:{http_port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        time.sleep(3)  # the runner warms up and registers
-        pids = {role: p.pid for role, p in zip(("runner", "scheduler", "gateway"), procs,
-                                                strict=True)}
-        pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
-        res = asyncio.run(service_run(url, texts, args.quick, sched_port, runner_port, pids,
-                                      args.profile, args.repeats, baseline))
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(60)
-        redis.stop()
-        nats.stop()
+    with running(repo.root, args.backend, args.threads, args.streams) as svc:
+        res = asyncio.run(service_run(svc.url, texts, args.quick, svc.sched_port,
+                                      svc.runner_port, svc.pids, args.profile, args.repeats,
+                                      baseline))
+    report(res, n)
+
+
+def report(res: dict, n: int) -> None:
+    """Print the service's figures against the baselines."""
     print("backend alone with the service up and idle, between the jobs: " + "; ".join(
         ", ".join(f"{label} {rate:.1f}" for label, rate in point.items())
         for point in res["points"]) + " items/s")

@@ -25,7 +25,7 @@ class BusError(Exception):
 
 
 class BusUnavailable(BusError):
-    pass
+    """NATS could not be reached at all (start-up): retry once the server is back."""
 
 
 async def hint(nc: NATS, subject: str) -> None:

@@ -20,6 +20,11 @@ def default_model_repo() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of every role, immutable; ``Settings.load()`` at the entry point only.
+
+    Each field's docstring states what it trades off; the README's configuration table lists
+    the ones operators change most."""
+
     nats_url: str = "nats://127.0.0.1:4222"
     """NATS server(s), comma separated. JetStream must be enabled."""
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -16,7 +16,10 @@ _ENC = msgspec.json.Encoder()
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the bound context fields."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (an explicit ``extra=`` field wins)."""
         doc = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -35,6 +38,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr for the whole process (entry points only); chatty libraries are
+    held at WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -25,6 +25,8 @@ from schemas.subjects import check_token
 
 
 class Tenant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One tenant's fair-share weight, per-key rate limits, backlog quota and key hashes."""
+
     name: str = ""
     weight: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     requests_per_s: Annotated[float, msgspec.Meta(gt=0)] = 50.0
@@ -35,10 +37,13 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class TenantsFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The tenants file's schema: unknown keys are an error (a typo must not go unnoticed)."""
+
     tenants: dict[str, Tenant] = {}
 
 
 def hash_key(api_key: str) -> str:
+    """An API key's SHA-256 in hex: the only form in which keys are stored."""
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
@@ -62,6 +67,7 @@ class TenantDirectory:
 
     @classmethod
     def load(cls, path: str | Path | None) -> TenantDirectory:
+        """The tenants of a TOML file (none for no path); ValueError naming the file."""
         if not path:
             return cls({})
         try:
@@ -72,6 +78,7 @@ class TenantDirectory:
         return cls(parsed.tenants)
 
     def authenticate(self, api_key: str) -> Tenant | None:
+        """The tenant holding this API key, or None."""
         digest = hash_key(api_key)
         t = self._by_hash.get(digest)
         # Constant-time confirmation of the match (the dict lookup is on a hash already).
@@ -80,9 +87,11 @@ class TenantDirectory:
         return None
 
     def get(self, name: str) -> Tenant | None:
+        """The tenant of this name, or None."""
         return self._by_name.get(name)
 
     def weights(self) -> dict[str, float]:
+        """Fair-share weight by tenant name, for the scheduler."""
         return {n: t.weight for n, t in self._by_name.items()}
 
     def __len__(self) -> int:

@@ -26,6 +26,8 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 
 
 class TraceParent(msgspec.Struct, frozen=True):
+    """A parsed ``traceparent``: the trace, the span that sent it, and the trace flags."""
+
     trace_id: str
     parent_id: str
     flags: str = "01"
@@ -51,6 +53,7 @@ class TraceParent(msgspec.Struct, frozen=True):
 
     @classmethod
     def start(cls) -> TraceParent:
+        """A new trace (no valid incoming context)."""
         return cls(_random_hex(128), _random_hex(64))
 
     def child(self) -> TraceParent:
@@ -58,6 +61,7 @@ class TraceParent(msgspec.Struct, frozen=True):
         return TraceParent(self.trace_id, _random_hex(64), self.flags)
 
     def header(self) -> str:
+        """The version 00 header value."""
         return f"00-{self.trace_id}-{self.parent_id}-{self.flags}"
 
 
@@ -67,6 +71,7 @@ def _random_hex(bits: int) -> str:
 
 
 def new_request_id() -> str:
+    """A request id for a caller that sent no ``X-Request-Id`` (32 hex characters)."""
     return _random_hex(128)
 
 
@@ -107,5 +112,6 @@ def bound(**fields: str | None) -> Iterator[None]:
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a header value, for log lines; None if it is not valid."""
     parsed = TraceParent.parse(traceparent)
     return parsed.trace_id if parsed is not None else None

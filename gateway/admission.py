@@ -27,6 +27,9 @@ CONDITIONAL_POLL_COST = 0.5
 
 
 class Admission:
+    """Admits or refuses each request before any work, from one atomic Redis call: the API
+    key's token buckets, the tenant's quota and the model's backlog limit."""
+
     def __init__(self, settings: Settings, limiter: RateLimiter, load: LoadView, *,
                  backlog_key: str = "inferq:backlog", prefix: str = "inferq:rl:"):
         self._s = settings
@@ -38,15 +41,18 @@ class Admission:
     # The buckets of one API key (``key_id``: a prefix of the key's SHA-256).
 
     def requests(self, tenant: Tenant, key_id: str) -> Bucket:
+        """The key's requests/s bucket (submits, replays, cancels)."""
         rate = tenant.requests_per_s
         return Bucket("requests", f"{self._prefix}{key_id}:req", rate,
                       max(1.0, rate * self._s.rate_burst_s))
 
     def items(self, tenant: Tenant, key_id: str, n: int) -> Bucket:
+        """The key's items/min bucket, taking ``n`` items; it holds one minute of items."""
         per_min = tenant.items_per_min
         return Bucket("items", f"{self._prefix}{key_id}:items", per_min / 60.0, per_min, n)
 
     def polls(self, tenant: Tenant, key_id: str, cost: float) -> Bucket:
+        """The key's polls/s bucket (status and result reads), taking ``cost`` tokens."""
         rate = tenant.polls_per_s
         return Bucket("polls", f"{self._prefix}{key_id}:polls", rate,
                       max(1.0, rate * self._s.rate_burst_s), cost)

@@ -46,63 +46,90 @@ class ApiError(Exception):
 
 
 class InvalidRequest(ApiError):
+    """400: the request is malformed; ``errors`` points at each bad field."""
+
     status_code, code, title = 400, ErrorCode.INVALID_REQUEST, "Invalid request"
 
 
 class ModelNotFoundError(ApiError):
+    """400: the model (or pinned version) is not in the repository."""
+
     status_code, code, title = 400, ErrorCode.MODEL_NOT_FOUND, "Unknown model"
 
 
 class Unauthenticated(ApiError):
+    """401: no bearer key, or one no tenant holds."""
+
     status_code, code, title = 401, ErrorCode.UNAUTHENTICATED, "Missing or invalid API key"
 
 
 class JobNotFound(ApiError):
+    """404: unknown, expired or another tenant's job (never a 403: ids are not confirmed)."""
+
     status_code, code, title = 404, ErrorCode.JOB_NOT_FOUND, "Job not found"
 
 
 class RouteNotFound(ApiError):
+    """404: no such route."""
+
     status_code, code, title = 404, ErrorCode.NOT_FOUND, "No such route"
 
 
 class MethodNotAllowed(ApiError):
+    """405: the route exists, the method does not."""
+
     status_code, code, title = 405, ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed"
 
 
 class IdempotencyInProgress(ApiError):
+    """409 (retryable): the first request with this Idempotency-Key has not finished."""
+
     status_code, code, retryable = 409, ErrorCode.IDEMPOTENCY_IN_PROGRESS, True
     title = "A request with this Idempotency-Key is still in progress"
 
 
 class PayloadTooLarge(ApiError):
+    """413: the body, items per job, a text or the metadata is over its limit."""
+
     status_code, code, title = 413, ErrorCode.PAYLOAD_TOO_LARGE, "Payload too large"
 
 
 class IdempotencyKeyReused(ApiError):
+    """422: an Idempotency-Key sent again with a different body."""
+
     status_code, code = 422, ErrorCode.IDEMPOTENCY_KEY_REUSED
     title = "Idempotency-Key reused with a different request"
 
 
 class RateLimited(ApiError):
+    """429 (retryable): the API key is over one of its rates; Retry-After says when."""
+
     status_code, code, retryable, title = 429, ErrorCode.RATE_LIMITED, True, "Rate limited"
 
 
 class QuotaExceeded(ApiError):
+    """429 (retryable): the tenant's backlog quota is full until its items drain."""
+
     status_code, code, retryable = 429, ErrorCode.QUOTA_EXCEEDED, True
     title = "Backlog quota exceeded"
 
 
 class Overloaded(ApiError):
+    """503 (retryable): the model's backlog is over the system-wide limit."""
+
     status_code, code, retryable = 503, ErrorCode.OVERLOADED, True
     title = "Service over its backlog limit"
 
 
 class Unavailable(ApiError):
+    """503 (retryable): Redis, the result store or NATS is down or timed out."""
+
     status_code, code, retryable = 503, ErrorCode.UNAVAILABLE, True
     title = "A dependency is unavailable"
 
 
 def request_id(request: Request) -> str:
+    """The request's id (set by the trace middleware; else the header or a new one)."""
     rid = request.scope.get("state", {}).get("request_id")
     if rid is None:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -111,6 +138,7 @@ def request_id(request: Request) -> str:
 
 
 def problem_response(request: Request, err: ApiError) -> Response:
+    """The RFC 9457 problem+json response of ``err``, with X-Request-Id and Retry-After."""
     rid = request_id(request)
     body = Problem(
         type=f"https://inferq.dev/errors/{err.code}",
@@ -146,6 +174,7 @@ _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
 
 
 def field_errors(extra: object) -> list[FieldError]:
+    """Litestar's validation details as pointers to the offending fields."""
     out: list[FieldError] = []
     for e in extra if isinstance(extra, list) else []:
         if isinstance(e, dict):
@@ -192,4 +221,5 @@ def _translate(exc: Exception) -> ApiError:
 
 
 def handle_exception(request: Request, exc: Exception) -> Response:
+    """The app's one exception handler: translate, then answer with the envelope."""
     return problem_response(request, _translate(exc))

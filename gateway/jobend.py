@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from schemas.errors import ITEM_RETRYABLE, ErrorCode
-from schemas.states import TERMINAL_JOB, JobStatus, Outcome
+from schemas.states import TERMINAL_JOB, ItemStatus, JobStatus, job_failure_outcome
 from store.endschedule import EndSchedule
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.rebuild import rebuild_job_cache
@@ -48,6 +48,8 @@ MESSAGES = {
 
 @dataclass(frozen=True)
 class Ended:
+    """What an end left: the job's status, and whether this call is the one that ended it."""
+
     snapshot: JobStatusSnapshot
     ended_now: bool
     """True when this call moved the job to terminal (False: it already was; repaired)."""
@@ -104,9 +106,9 @@ class JobEnder:
             await self.repair(job, snap)
             return Ended(snap, False)
         now = time.time()
-        outcome = Outcome.PARTIAL if snap.succeeded else Outcome.ALL_FAILED  # best known yet
-        if not await self._store.finish_job(job.job_id, status=JobStatus.FAILED.value,
-                                            outcome=outcome.value, finished_at=now,
+        outcome = job_failure_outcome(snap.succeeded)  # best known yet
+        if not await self._store.finish_job(job.job_id, status=JobStatus.FAILED,
+                                            outcome=outcome, finished_at=now,
                                             error_code=code.value, error_message=message):
             # A crashed end already wrote the record: finish the end it started.
             stored = await self._store.get_job(job.job_id)
@@ -134,11 +136,11 @@ class JobEnder:
         if stored is None:
             return 0
         error = snap.error if snap.error is not None and snap.error.code in JOB_LEVEL else None
-        outcome = snap.outcome.value if snap.outcome else None
+        outcome = snap.outcome
         finished = snap.finished_at or time.time()
         if stored.status not in TERMINAL_JOB:
             await self._store.finish_job(
-                job.job_id, status=snap.status.value, outcome=outcome, finished_at=finished,
+                job.job_id, status=snap.status, outcome=outcome, finished_at=finished,
                 error_code=error.code if error else None,
                 error_message=error.message if error else None)
         elif stored.error_code in JOB_LEVEL and (error is None
@@ -146,17 +148,17 @@ class JobEnder:
             # Our end wrote the store first but the job had finished by itself (or ended
             # otherwise) in Redis, which clients have seen: the record follows Redis.
             await self._store.correct_job_end(
-                job.job_id, expected_error_code=stored.error_code, status=snap.status.value,
+                job.job_id, expected_error_code=stored.error_code, status=snap.status,
                 outcome=outcome, finished_at=finished, error_code=error.code if error else None,
                 error_message=error.message if error else None)
         if error is None:
             return 0
-        marks = await self._cache.markers(job.job_id)
+        marks = await self._cache.item_states(job.job_id)
         if marks is None:
             return 0
         rows = dict(await self._store.done_indexes(job.job_id))
-        wrong = [i for i in range(job.total)
-                 if marks.get(i) == "f" and rows.get(i) in (None, "succeeded")]
+        wrong = [i for i in range(job.total) if marks.get(i) == ItemStatus.FAILED
+                 and rows.get(i) in (None, ItemStatus.SUCCEEDED)]
         await self._write_failed(job, wrong, ErrorCode(error.code), error.message, time.time())
         if wrong:
             log.warning("job %s: repaired %d item rows after %s", job.job_id, len(wrong),
@@ -169,7 +171,7 @@ class JobEnder:
             return
         # Keep the client id where a racing batch left a row (the gateway has no inputs).
         rows = dict(await self._rows(job.job_id, indexes))
-        records = [ItemRecord(job_id=job.job_id, index=i, status="failed",
+        records = [ItemRecord(job_id=job.job_id, index=i, status=ItemStatus.FAILED,
                               model_version=job.model_version,
                               client_id=rows[i].client_id if i in rows else None,
                               error_code=code.value, error_message=message,

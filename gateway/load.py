@@ -17,6 +17,8 @@ log = logging.getLogger("inferq.gateway.load")
 
 @dataclass(frozen=True)
 class ModelLoad:
+    """One model's sampled load."""
+
     backlog: int = 0
     """Items queued or running for the model (every tenant and priority)."""
     throughput: float | None = None
@@ -35,9 +37,11 @@ class LoadView:
         self._models: dict[str, ModelLoad] = {}
 
     def get(self, model: str) -> ModelLoad:
+        """The model's latest sample (empty before the first refresh)."""
         return self._models.get(model, ModelLoad())
 
     async def refresh(self) -> None:
+        """Sample every model's backlog and its live runners' measured throughput."""
         backlog = await self._cache.backlog()
         per_model: dict[str, int] = {}
         for (model, _priority), n in backlog.models.items():

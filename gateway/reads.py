@@ -13,53 +13,46 @@ import msgspec
 from core import metrics
 from gateway import errors as E
 from gateway.jobend import JOB_LEVEL
-from schemas.api import FieldError, JobList, ResultItem, ResultsPage
+from schemas.api import JobList, ResultItem, ResultsPage
 from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
 from schemas.states import ItemStatus, JobStatus
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.rebuild import rebuild_job_cache
 from store.results.base import (
-    InvalidCursor,
     ItemRecord,
     JobRecord,
     ResultStore,
-    decode_cursor,
-    encode_cursor,
+    decode_index_cursor,
+    encode_index_cursor,
 )
 from store.results.codec import decode_output
 
 _JSON = msgspec.json.Encoder()
 
 
-def decode_index_cursor(cursor: str | None) -> int:
-    """The last index of the previous page (-1 for the first page), from the store's opaque
-    cursor format; a cursor this API did not return is a 400."""
-    if not cursor:
-        return -1
-    try:
-        return decode_cursor(cursor, (int,))[0]
-    except InvalidCursor as exc:
-        raise E.InvalidRequest("cursor is not one this API returned",
-                               errors=[FieldError("query:cursor", "invalid cursor")]) from exc
-
-
 def to_result_item(r: ItemRecord) -> ResultItem:
+    """The API's view of a stored item row: its decoded output, or its error."""
     if r.status == ItemStatus.SUCCEEDED:
         return ResultItem(index=r.index, status=ItemStatus.SUCCEEDED,
                           model_version=r.model_version, id=r.client_id,
                           output=decode_output(r.output) if r.output else None)
     return ResultItem(index=r.index, status=ItemStatus.FAILED, model_version=r.model_version,
-                      id=r.client_id, error=ItemError(r.error_code or "internal_error",
+                      id=r.client_id, error=ItemError(r.error_code or ErrorCode.INTERNAL_ERROR,
                                                       r.error_message or "",
                                                       r.error_retryable))
 
 
 class JobReader:
+    """Every read of a job, scoped to the calling tenant: status, result pages, the JSONL
+    artifact and the job list."""
+
     def __init__(self, store: ResultStore, cache: JobStateCache):
         self._store = store
         self._cache = cache
 
     async def status(self, tenant: str, job_id: str) -> JobStatusSnapshot:
+        """The job's status from Redis, rebuilt from the store on a miss; 404 unless the
+        tenant's and live."""
         snap = await self._cache.get_status(job_id)
         if snap is None:
             metrics.STATUS_STORE_READS.inc()
@@ -79,8 +72,10 @@ class JobReader:
             raise E.JobNotFound(f"no job {job_id}")
         return job
 
-    async def page(self, tenant: str, job_id: str, *, status: str | None, cursor: str | None,
-                   limit: int) -> ResultsPage:
+    async def page(self, tenant: str, job_id: str, *, status: ItemStatus | None,
+                   cursor: str | None, limit: int) -> ResultsPage:
+        """Up to ``limit`` item results after ``cursor`` in index order (only ``status`` ones
+        if given); items a job-level end failed are reported before their rows exist."""
         job = await self.owned_job(tenant, job_id)
         after = decode_index_cursor(cursor)
         ended = await self._ended_by(job)
@@ -97,7 +92,7 @@ class JobReader:
                         break
         more = len(items) > limit
         items = items[:limit]
-        nxt = encode_cursor([items[-1].index]) if more and items else None
+        nxt = encode_index_cursor(items[-1].index) if more and items else None
         return ResultsPage(job_id=job_id, items=items, next_cursor=nxt)
 
     async def _ended_by(self, job: JobRecord) -> ItemError | None:

@@ -21,6 +21,7 @@ from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.services import GatewayServices
 from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage, SubmitRequest
 from schemas.errors import ErrorCode
+from schemas.states import ItemStatus
 from store.jobstate import JobStatusSnapshot
 
 _DESCRIPTIONS = {
@@ -43,6 +44,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 def services(request: Request) -> GatewayServices:
+    """The services the app's lifespan opened."""
     return request.app.state.services
 
 
@@ -60,6 +62,7 @@ def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 
 def caller(request: Request) -> tuple[Tenant, str]:
+    """The tenant and key id the guard found; binds the tenant into the request's logs."""
     bind_fields(tenant=request.state.tenant.name)  # into the request's log lines from here
     return request.state.tenant, request.state.key_id
 
@@ -74,6 +77,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def status_response(svc: GatewayServices, snap: JobStatusSnapshot, status_code: int = 200,
                     headers: dict[str, str] | None = None) -> Response[JobStatusDoc]:
+    """A status document with its ETag and, while the job runs, a Retry-After poll hint."""
     h = {"ETag": snap.etag, "Cache-Control": "no-cache", **(headers or {})}
     if (hint := svc.load.poll_hint(snap)) is not None:
         h["Retry-After"] = str(hint)
@@ -81,6 +85,8 @@ def status_response(svc: GatewayServices, snap: JobStatusSnapshot, status_code: 
 
 
 JobId = FromPath[str]
+# ``?status=`` filters results by a terminal item status.
+_TERMINAL_ITEM_PATTERN = f"^({ItemStatus.SUCCEEDED}|{ItemStatus.FAILED})$"
 WITH_AUTH = {"guards": [authenticated], "security": [{"bearer": []}]}
 
 
@@ -92,6 +98,7 @@ async def submit_job(
         name=IDEMPOTENCY_HEADER, required=False,
         description="Makes the submission exactly-once per (tenant, key) for 24 h")] = None,
 ) -> Response[JobStatusDoc]:
+    """Admit and queue a job; a repeated Idempotency-Key replays the first job's answer."""
     tenant, key_id = caller(request)
     svc = services(request)
     key = check_idempotency_key(idempotency_key, svc.settings)
@@ -111,6 +118,7 @@ async def list_jobs(
     cursor: Annotated[str | None, QueryParameter(required=False, max_length=512)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
 ) -> Response[JobList]:
+    """A page of the tenant's live jobs, newest first."""
     tenant, key_id = caller(request)
     svc = services(request)
     headers = await svc.admission.read(tenant, key_id)
@@ -125,6 +133,7 @@ async def get_job(
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match",
                                                          required=False)] = None,
 ) -> Response[JobStatusDoc]:
+    """The job's status; a matching If-None-Match is a 304 that costs half a poll."""
     tenant, key_id = caller(request)
     svc = services(request)
     # A conditional poll pays half up front; the other half only if it is answered with a 200.
@@ -145,6 +154,7 @@ async def get_job(
       summary="Cancel: items not yet run fail `cancelled`; done items keep their results",
       responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
 async def cancel_job(request: Request, job_id: JobId) -> Response[JobStatusDoc]:
+    """End the job now: items not yet run fail ``cancelled``; idempotent."""
     tenant, key_id = caller(request)
     svc = services(request)
     headers = await svc.admission.write(tenant, key_id)
@@ -157,21 +167,24 @@ async def cancel_job(request: Request, job_id: JobId) -> Response[JobStatusDoc]:
      responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
 async def get_results(
     request: Request, job_id: JobId,
-    status: Annotated[str | None, QueryParameter(pattern="^(succeeded|failed)$",
+    status: Annotated[str | None, QueryParameter(pattern=_TERMINAL_ITEM_PATTERN,
                                                  required=False)] = None,
     cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> Response[ResultsPage]:
+    """A page of item results in index order, optionally only succeeded or failed ones."""
     tenant, key_id = caller(request)
     svc = services(request)
     headers = await svc.admission.read(tenant, key_id)
-    page = await svc.reader.page(tenant.name, job_id, status=status, cursor=cursor, limit=limit)
+    page = await svc.reader.page(tenant.name, job_id, cursor=cursor, limit=limit,
+                                 status=ItemStatus(status) if status else None)
     return Response(page, headers=headers)
 
 
 @get("/v1/jobs/{job_id:str}/results.jsonl", summary="Every item, one JSON line each, streamed",
      media_type="application/x-ndjson", responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
 async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
+    """Every item result as one JSON line each, streamed in index order."""
     tenant, key_id = caller(request)
     svc = services(request)
     headers = await svc.admission.read(tenant, key_id)
@@ -181,12 +194,14 @@ async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
 
 @get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @get("/readyz", summary="Readiness: NATS, Redis and the result store answer; the store writes",
      responses=problems(503))
 async def readyz(request: Request) -> dict[str, str]:
+    """Readiness: 200 when NATS, Redis and the result store answer, else 503 naming them."""
     svc = services(request)
     checks: dict[str, str] = {}
     checks["nats"] = "ok" if svc.nc.is_connected else "down"
@@ -208,6 +223,7 @@ async def readyz(request: Request) -> dict[str, str]:
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics_endpoint() -> Response[bytes]:
+    """The process's Prometheus metrics."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -31,6 +31,8 @@ log = logging.getLogger("inferq.gateway")
 
 @dataclass
 class GatewayServices:
+    """Everything the handlers and the sweeper share, wired once per app."""
+
     settings: Settings
     tenants: TenantDirectory
     repo: ModelRepository
@@ -47,6 +49,8 @@ class GatewayServices:
 
     @classmethod
     async def open(cls, settings: Settings) -> GatewayServices:
+        """Connect Redis (refusing an evicting one), the result store and NATS, provision the
+        streams, then wire the parts."""
         tenants = TenantDirectory.load(settings.tenants_file)
         if not len(tenants):
             log.warning("no tenants configured (INFERQ_TENANTS_FILE): every request is a 401")
@@ -76,6 +80,7 @@ class GatewayServices:
                    submitter, JobReader(store, cache), sweeper)
 
     async def close(self) -> None:
+        """Close NATS, Redis and the store; a failure to close one is logged, not raised."""
         for closer in (self.nc.close, self.redis.aclose, self.store.close):
             try:
                 await closer()

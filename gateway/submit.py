@@ -44,11 +44,14 @@ def new_job_id() -> str:
 
 
 def request_hash(req: SubmitRequest) -> str:
+    """SHA-256 of the request's canonical JSON: what an Idempotency-Key is bound to."""
     return hashlib.sha256(msgspec.json.encode(req, order="sorted")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Submitted:
+    """A submission's answer: the job, and whether it replayed an earlier request's job."""
+
     job_id: str
     replayed: bool
     headers: dict[str, str] = field(default_factory=dict)
@@ -70,6 +73,8 @@ class Submitter:
         self._schedule = schedule
 
     def resolve_model(self, spec: str) -> tuple[str, int]:
+        """``name`` or ``name@version`` to a served (name, version); 400 at ``/model`` if
+        unknown."""
         try:
             return self._repo.resolve(spec)
         except ModelNotFound as exc:
@@ -107,8 +112,8 @@ class Submitter:
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
         await self._complete(job, req, traceparent)
-        metrics.JOBS_SUBMITTED.labels(model, str(req.priority)).inc()
-        metrics.ITEMS_SUBMITTED.labels(model, str(req.priority)).inc(job.total)
+        metrics.JOBS_SUBMITTED.labels(model, req.priority).inc()
+        metrics.ITEMS_SUBMITTED.labels(model, req.priority).inc(job.total)
         return Submitted(job_id, replayed=False, headers=headers)
 
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
@@ -138,7 +143,7 @@ class Submitter:
         items = req.items()
         return JobRecord(
             job_id=job_id, tenant=tenant.name, model=model, model_version=version,
-            priority=str(req.priority), total=len(items), chunks=len(self.chunk(items)),
+            priority=req.priority, total=len(items), chunks=len(self.chunk(items)),
             created_at=now, expires_at=now + self._s.result_ttl_s,
             deadline=now + req.timeout_s if req.timeout_s else None, metadata=req.metadata,
             idempotency_key=key, request_hash=rhash,
@@ -174,6 +179,8 @@ class Submitter:
 
     async def publish(self, job: JobRecord, req: SubmitRequest, *,
                       traceparent: str | None = None) -> None:
+        """Publish the job's chunks (deduplicated by ``Nats-Msg-Id``), waking the lane's
+        schedulers after the first; safe to repeat."""
         subject = subjects.job_subject(job.model, job.priority, job.tenant)
         trace = continue_or_start(traceparent).header()  # the job's span on the bus
         for n, items in enumerate(self.chunk(req.items())):

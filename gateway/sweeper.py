@@ -36,6 +36,7 @@ class Sweeper:
         self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        """Start one task per periodic step; idempotent."""
         if self._tasks:
             return
         self._stopping = asyncio.Event()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.logs import setup_logging
+from schemas.states import Priority
 
 log = logging.getLogger("inferq.cli")
 
@@ -58,6 +59,7 @@ def _role_class(command: str) -> type:
 
 
 def cmd_role(args: argparse.Namespace) -> int:
+    """``inferq gateway|scheduler|runner``: one role until a signal (faults from the env)."""
     from core import faults
     faults.configure(os.environ.get("INFERQ_FAULTS"),
                      int(os.environ["INFERQ_FAULTS_SEED"]) if os.environ.get(
@@ -70,6 +72,7 @@ def cmd_role(args: argparse.Namespace) -> int:
 
 
 def cmd_models_build(args: argparse.Namespace) -> int:
+    """``inferq models build minilm``: build the default model into the repository."""
     from models.build.build_minilm import build_minilm
 
     if args.name != "minilm":
@@ -84,6 +87,7 @@ def cmd_models_build(args: argparse.Namespace) -> int:
 
 
 def cmd_store_migrate(args: argparse.Namespace) -> int:
+    """``inferq store migrate``: create the result store's tables."""
     from store.results import open_result_store
 
     async def run() -> None:
@@ -99,6 +103,7 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    """``inferq dev``: the whole service on this machine (see inferq/dev.py)."""
     from inferq.dev import run_dev
 
     return run_dev(port=args.port, state_dir=Path(args.state_dir), api_key=args.api_key,
@@ -106,6 +111,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    """``inferq submit``: a JSONL file as jobs; exit 2 on bad input, 3 on an API error."""
     from inferq.client import InferqError, default_api_key, submit_file
 
     url = args.url or os.environ.get("INFERQ_URL") or "http://127.0.0.1:8000"
@@ -128,6 +134,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-command each, bound to its ``cmd_*`` function."""
     p = argparse.ArgumentParser(prog="inferq", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -161,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("file", help="JSONL: one {\"text\": ..., \"id\": ...} object (or one "
                     "JSON string) per line; '-' reads stdin")
     sb.add_argument("--model", default="minilm", help="model alias or pinned name@version")
-    sb.add_argument("--priority", choices=("interactive", "batch"), default=None)
+    sb.add_argument("--priority", choices=[p.value for p in Priority], default=None)
     sb.add_argument("--timeout-s", type=float, default=None, help="per-job deadline")
     sb.add_argument("--wait", action="store_true", help="wait until every job is terminal")
     sb.add_argument("-o", "--output", default=None,
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, set up JSON logging, run the sub-command; returns the exit code."""
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     return args.func(args)

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import httpx
 
-TERMINAL = ("succeeded", "failed")
+from schemas.states import TERMINAL_JOB, JobStatus
 
 
 class InferqError(Exception):
@@ -60,6 +60,7 @@ class RetryPolicy:
     """Give up once this much time has passed since the first attempt."""
 
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry ``attempt`` (0-based)."""
         backoff = rng.uniform(0.0, min(self.max_backoff_s, self.base_s * 2 ** attempt))
         return max(backoff, retry_after_s or 0.0)
 
@@ -93,6 +94,9 @@ def _problem(response: httpx.Response) -> dict[str, Any] | None:
 
 
 class Client:
+    """The API over one keep-alive connection pool: retries what the server marks retryable,
+    resends one Idempotency-Key per submission, and polls with conditional GETs."""
+
     def __init__(self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
                  timeout_s: float = 60.0, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -114,6 +118,7 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._http.aclose()
 
     # The API
@@ -145,13 +150,14 @@ class Client:
         start = time.monotonic()
         while True:
             doc, hint = await self._status(job_id)
-            if doc["status"] in TERMINAL:
+            if doc["status"] in TERMINAL_JOB:
                 return doc
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 raise TimeoutError(f"job {job_id} not terminal after {timeout_s}s")
             await self._sleep(max(min_interval_s, hint if hint is not None else 1.0))
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job; returns its status document (idempotent)."""
         return (await self.request("POST", f"/v1/jobs/{job_id}/cancel")).json()
 
     async def results(self, job_id: str, *, status: str | None = None,
@@ -333,4 +339,4 @@ async def submit_file(url: str, api_key: str, path: str, *, model: str,
                         item["index"] += start
                         fh.write(json.dumps(item, separators=(",", ":")) + "\n")
             print(f"results: {output}", file=log)
-        return 0 if all(d["status"] == "succeeded" for d in finals) else 1
+        return 0 if all(d["status"] == JobStatus.SUCCEEDED for d in finals) else 1

@@ -68,6 +68,8 @@ OpenAPI: {url}/schema   Metrics: {url}/metrics   Stop: Ctrl-C
 
 
 def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | None) -> int:
+    """Run the embedded stack until SIGINT/SIGTERM (the handlers only set an event); returns
+    the exit code, 1 when a child fails to start or exits."""
     state = state_dir.resolve()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     base = Settings.load()

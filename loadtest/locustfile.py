@@ -34,7 +34,7 @@ from report import JobTally
 log = logging.getLogger("inferq.loadtest")
 CFG = LoadConfig.from_env()
 TALLY = JobTally()
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed"}  # the API's terminal statuses (stand-alone: no inferq import)
 RETRYABLE = {0, 409, 429, 502, 503, 504}  # 0: no response (connection error, timeout)
 REFUSED = gevent.event.Event()  # set when a safety rail refuses the run: no request goes out
 _user_seq = itertools.count()

@@ -78,8 +78,15 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         return problems
 
     def max_batch_for(self, bucket: int) -> int:
-        """Rows one batch of ``bucket`` may hold: token budget, capped by ``max_batch_size``."""
-        return max(1, min(self.max_batch_size, self.max_batch_tokens // bucket))
+        """Rows one batch of ``bucket`` may hold (see ``batch_capacity``)."""
+        return batch_capacity(bucket, max_batch_tokens=self.max_batch_tokens,
+                              max_batch_size=self.max_batch_size)
+
+
+def batch_capacity(bucket: int, *, max_batch_tokens: int, max_batch_size: int) -> int:
+    """Rows one batch of ``bucket`` may hold: the padded-token budget, capped by the row count,
+    and never less than one row. The one rule the scheduler forms by and the runners build for."""
+    return max(1, min(max_batch_size, max_batch_tokens // bucket))
 
 
 _decoder = msgspec.json.Decoder(ModelConfig)

@@ -30,6 +30,7 @@ class ModelVersion(msgspec.Struct, frozen=True):
 
     @property
     def spec(self) -> str:
+        """``name@version``: the pinned form clients and runners use."""
         return f"{self.name}@{self.version}"
 
 

@@ -30,6 +30,7 @@ class Encoded(msgspec.Struct, frozen=True):
 
     @property
     def length(self) -> int:
+        """Tokens, specials included: what the bucketing pays for."""
         return len(self.ids)
 
 
@@ -40,6 +41,7 @@ class ItemRejection(msgspec.Struct, frozen=True):
     message: str
 
     def to_item_error(self) -> ItemError:
+        """The rejection as the item's error in the results."""
         return ItemError.of(ErrorCode(self.code), self.message)
 
 

@@ -40,7 +40,7 @@ from store.jobstate.records import (
 )
 from store.jobstate.restore import plan_restore
 from store.jobstate.snapshot import JobStatusSnapshot
-from store.markers import Marker, decode_marker, encode_marker, marker_index, result_marker
+from store.markers import decode_marker, marker_index, result_marker
 from store.redis_errors import CacheMiss, redis_errors
 
 _SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
@@ -188,12 +188,6 @@ class JobStateCache:
             return None
         return {index: decode_marker(v) for k, v in raw.items()
                 if (index := marker_index(k)) is not None}
-
-    async def markers(self, job_id: str) -> dict[int, Marker] | None:
-        """Compatibility name: :meth:`item_states` as markers (index -> ``r``/``s``/``f``,
-        equal to those strings). New code should use :meth:`item_states`."""
-        states = await self.item_states(job_id)
-        return None if states is None else {i: encode_marker(s) for i, s in states.items()}
 
     async def delete(self, job_id: str) -> bool:
         """Drop the job's hash (tests use it to simulate a cache loss)."""

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture
 async def make_cluster(tmp_path: Path, model_repo: Path) -> AsyncIterator:
-    from tests.chaos.harness import Cluster
+    from tests.chaos.cluster import Cluster
 
     made: list[Cluster] = []
 

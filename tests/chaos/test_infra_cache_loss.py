@@ -11,15 +11,9 @@ import sqlite3
 import pytest
 import redis.asyncio as aioredis
 
-from tests.chaos.harness import (
-    StatusWatch,
-    answer,
-    check_invariants,
-    corpus,
-    inferred,
-    scaled,
-    until_done,
-)
+from tests.chaos.invariants import check_invariants, inferred
+from tests.chaos.watch import StatusWatch, answer, until_done
+from tests.chaos.workload import corpus, scaled
 
 pytestmark = [pytest.mark.chaos]
 SEED = 20261209

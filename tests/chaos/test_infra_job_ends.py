@@ -15,14 +15,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.chaos.harness import (
-    Cluster,
-    StatusWatch,
-    check_invariants,
-    corpus,
-    item_error_codes,
-    scaled,
-)
+from tests.chaos.cluster import Cluster
+from tests.chaos.invariants import check_invariants, item_error_codes
+from tests.chaos.watch import StatusWatch
+from tests.chaos.workload import corpus, scaled
 
 pytestmark = [pytest.mark.chaos]
 SEED = 20261211

@@ -22,20 +22,11 @@ import nats
 import pytest
 
 from schemas import subjects
-from tests.chaos.harness import (
-    Cluster,
-    StatusWatch,
-    answer,
-    check_invariants,
-    corpus,
-    dlq_messages,
-    done_items,
-    down_for,
-    inferred,
-    scaled,
-    until_all_terminal,
-    until_done,
-)
+from tests.chaos.cluster import Cluster
+from tests.chaos.invariants import check_invariants, dlq_messages, inferred
+from tests.chaos.outages import down_for
+from tests.chaos.watch import StatusWatch, answer, done_items, until_all_terminal, until_done
+from tests.chaos.workload import corpus, scaled
 
 pytestmark = [pytest.mark.chaos]
 SEED = 20261207

@@ -16,21 +16,11 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.chaos.harness import (
-    Cluster,
-    StatusWatch,
-    answer,
-    check_invariants,
-    corpus,
-    dlq_messages,
-    done_items,
-    down_for,
-    inferred,
-    item_error_codes,
-    scaled,
-    store_locked,
-    until_done,
-)
+from tests.chaos.cluster import Cluster
+from tests.chaos.invariants import check_invariants, dlq_messages, inferred, item_error_codes
+from tests.chaos.outages import down_for, store_locked
+from tests.chaos.watch import StatusWatch, answer, done_items, until_done
+from tests.chaos.workload import corpus, scaled
 
 pytestmark = [pytest.mark.chaos]
 SEED = 20261205

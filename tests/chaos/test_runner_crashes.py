@@ -11,13 +11,9 @@ import random
 
 import pytest
 
-from tests.chaos.harness import (
-    StatusWatch,
-    check_invariants,
-    corpus,
-    inferred,
-    scaled,
-)
+from tests.chaos.invariants import check_invariants, inferred
+from tests.chaos.watch import StatusWatch
+from tests.chaos.workload import corpus, scaled
 
 pytestmark = [pytest.mark.chaos]
 SEED = 20261128

@@ -13,7 +13,10 @@ import httpx
 from core.config import Settings
 from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port
-from inferq.roles import GatewayRole, RunnerRole, SchedulerRole
+from inferq.roles.gateway import GatewayRole
+from inferq.roles.runner import RunnerRole
+from inferq.roles.scheduler import SchedulerRole
+from schemas.states import TERMINAL_JOB
 
 KEYS = {"alpha": "key-alpha-0123456789", "beta": "key-beta-0123456789",
         "gamma": "key-gamma-0123456789"}
@@ -92,7 +95,7 @@ async def wait_terminal(client: httpx.AsyncClient, job_id: str, within: float = 
         r = await client.get(f"/v1/jobs/{job_id}")
         assert r.status_code == 200, r.text
         doc = r.json()
-        if doc["status"] in ("succeeded", "failed"):
+        if doc["status"] in TERMINAL_JOB:
             return doc
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} not terminal after {within}s: {doc}")

@@ -39,11 +39,11 @@ async def assert_exact(svc, c, job_id: str) -> dict:
     lines = (await c.get(f"/v1/jobs/{job_id}/results.jsonl")).content.splitlines()
     assert len(lines) == counts["total"]
     gw = services(svc)
-    marks = await gw.cache.markers(job_id)
+    states = await gw.cache.item_states(job_id)
     deadline = time.monotonic() + 10
     while True:
         rows = dict(await gw.store.done_indexes(job_id))
-        if {i: "s" if s == "succeeded" else "f" for i, s in rows.items()} == marks:
+        if rows == states:
             return doc
         assert time.monotonic() < deadline, "store rows never came to match Redis"
         await asyncio.sleep(0.05)

@@ -64,5 +64,3 @@ async def test_item_states_read_every_marker_of_a_job(cache: JobStateCache) -> N
     await cache.record_results("j", [(0, "s"), (1, ItemStatus.FAILED)], T0 + 1)
     states = await cache.item_states("j")
     assert states == {0: ItemStatus.SUCCEEDED, 1: ItemStatus.FAILED, 2: ItemStatus.RUNNING}
-    # The compatibility view: the same markers, equal to their letters.
-    assert await cache.markers("j") == {0: "s", 1: "f", 2: "r"}

@@ -1,0 +1,89 @@
+"""What the service is measured against: the backend alone, fed the best batches the batcher
+could form, and the padding those batches cost versus naive arrival-order batches.
+
+Shared by ``bench_service.py`` (efficiency = service rate / backend-alone rate) and
+``bench_contention.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from bench.texts import stdlib_texts
+from gpu_runner.backends import create_backend
+from models.bucketing import pad_batch
+from models.config import ModelConfig
+from scheduler.former import BatchFormer, PendingItem
+from schemas.states import Priority
+
+
+def texts_for(n: int) -> list[str]:
+    """``n`` real English texts (stdlib docstrings), drawing further seeds as needed."""
+    out: list[str] = []
+    seed = 0
+    while len(out) < n:
+        out += stdlib_texts(n - len(out), seed=seed)
+        seed += 1
+    return out[:n]
+
+
+def _former(cfg: ModelConfig) -> BatchFormer:
+    """The scheduler's batch former on the model's buckets; batch priority fires at once."""
+    return BatchFormer(
+        cfg.buckets,
+        max_batch_tokens=cfg.max_batch_tokens,
+        max_batch_size=cfg.max_batch_size,
+        max_queue_delay={Priority.BATCH: 0},
+    )
+
+
+def ideal_batches(lengths_ids: list[list[int]],
+                  cfg: ModelConfig) -> list[tuple[int, list[list[int]]]]:
+    """Sorted by length, each bucket filled to its budget: the best the batcher could do."""
+    former = _former(cfg)
+    for i, ids in enumerate(sorted(lengths_ids, key=len)):
+        former.add(PendingItem("j", i, ids, Priority.BATCH, 0.0))
+    return [(b.bucket, [it.token_ids for it in b.items]) for b in former.pop_ready(0.0, flush=True)]
+
+
+def padding(encoded: list[list[int]], cfg: ModelConfig) -> tuple[float, float]:
+    """(bucketed, arrival-order-32-to-longest) padded/real token ratios."""
+    real = sum(len(e) for e in encoded)
+    former = _former(cfg)
+    padded_bucketed = 0
+    for i, ids in enumerate(encoded):  # arrival order, as the scheduler sees them
+        former.add(PendingItem("j", i, ids, Priority.BATCH, 0.0))
+        padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0))
+    padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0, flush=True))
+    padded_arrival = sum(
+        max(len(e) for e in encoded[i : i + 32]) * len(encoded[i : i + 32])
+        for i in range(0, len(encoded), 32)
+    )
+    return padded_bucketed / real, padded_arrival / real
+
+
+def backend_alone(
+    kind: str, threads: int | None, streams: int | None, vdir: Path, cfg: ModelConfig,
+    encoded: list[list[int]],
+) -> float:
+    """Items/s of the backend alone over ideal batches of ``encoded`` (warmed up first)."""
+    backend = create_backend(kind, vdir, cfg, threads=threads, streams=streams)
+    backend.warmup()
+    batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
+    t0 = time.perf_counter()
+    for ids, mask in batches:
+        backend.run(ids, mask)
+    elapsed = time.perf_counter() - t0
+    backend.close()
+    return len(encoded) / elapsed
+
+
+def alone_configs(args: argparse.Namespace) -> dict[str, int | None]:
+    """The backend as the service runs it, and OpenVINO with one stream: the better is the
+    baseline."""
+    configs = {f"streams={args.streams or 'default'}": args.streams}
+    if args.streams != 1:
+        configs["streams=1"] = 1
+    return configs

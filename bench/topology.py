@@ -1,0 +1,126 @@
+"""The service under benchmark: the ``inferq dev`` topology, started in a temporary directory.
+
+nats-server (fsync on every write, as ``inferq dev`` runs it) and redis-server from their
+wheels; gateway, scheduler and one runner as separate ``python -m inferq.cli`` processes,
+the scheduler and runner with Prometheus ports; SQLite results; two tenants whose limits
+never bind. Plus what a benchmark reads off the processes: their metrics and CPU time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from core.tenants import Tenant, hash_key, write_tenants_file
+from inferq.embedded import free_port, nats_server, redis_server
+
+KEYS = {"big": "bench-key-big-000000", "small": "bench-key-small-00000"}
+ROLES = ("runner", "scheduler", "gateway")  # started in this order, stopped in reverse
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A running service: its URL, the scheduler's and runner's metrics ports, and the pid of
+    every process (roles, nats, redis)."""
+
+    url: str
+    sched_port: int
+    runner_port: int
+    pids: dict[str, int]
+    tmp: Path
+
+
+def start_role(role: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
+    """``python -m inferq.cli <role>`` with its output in ``logs/<role>.log``."""
+    with open(logs / f"{role}.log", "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "inferq.cli", role], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def _wait_ready(url: str) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    time.sleep(3)  # the runner warms up and registers
+
+
+@contextlib.contextmanager
+def running(model_repo: Path, backend: str, threads: int | None = None,
+            streams: int | None = None) -> Iterator[Topology]:
+    """The topology for the block's duration; roles get SIGTERM on the way out, then the
+    servers stop. Logs stay in the temporary directory (printed by the caller if needed)."""
+    tmp = Path(tempfile.mkdtemp(prefix="inferq-bench-"))
+    (tmp / "logs").mkdir()
+    nats = nats_server(tmp / "nats", log_path=tmp / "logs" / "nats.log", sync_always=True).start()
+    redis = redis_server(tmp / "redis", log_path=tmp / "logs" / "redis.log").start()
+    tenants = tmp / "tenants.toml"
+    write_tenants_file(
+        tenants,
+        {
+            name: Tenant(
+                name=name, api_key_sha256=[hash_key(k)], requests_per_s=10_000, polls_per_s=100_000
+            )
+            for name, k in KEYS.items()
+        },
+    )
+    http_port, sched_port, runner_port = free_port(), free_port(), free_port()
+    env = dict(
+        os.environ,
+        INFERQ_NATS_URL=f"nats://127.0.0.1:{nats.port}",
+        INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
+        INFERQ_RESULTS_URL=f"sqlite:///{tmp / 'results.db'}",
+        INFERQ_MODEL_REPO=str(model_repo),
+        INFERQ_TENANTS_FILE=str(tenants),
+        INFERQ_HTTP_PORT=str(http_port),
+        INFERQ_BACKEND=backend,
+    )
+    if threads:
+        env["INFERQ_BACKEND_THREADS"] = str(threads)
+    if streams:
+        env["INFERQ_BACKEND_STREAMS"] = str(streams)
+    role_env = {"runner": dict(env, INFERQ_METRICS_PORT=str(runner_port)),
+                "scheduler": dict(env, INFERQ_METRICS_PORT=str(sched_port)), "gateway": env}
+    procs = [start_role(role, role_env[role], tmp / "logs") for role in ROLES]
+    try:
+        url = f"http://127.0.0.1:{http_port}"
+        _wait_ready(url)
+        pids = {role: p.pid for role, p in zip(ROLES, procs, strict=True)}
+        pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
+        yield Topology(url, sched_port, runner_port, pids, tmp)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+        redis.stop()
+        nats.stop()
+
+
+async def scrape(port: int, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` on a role's ``/metrics``, by series."""
+    async with httpx.AsyncClient() as c:
+        text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name)
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
