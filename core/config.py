@@ -121,6 +121,12 @@ class Settings:
     much later, repairing a row that a batch still in flight wrote over a ``cancelled`` one
     (possible on Cassandra, whose item writes are last-writer-wins within a race)."""
 
+    ready_requires_runners: bool = False
+    """``/readyz`` answers 503 while some model has no live runner (``inferq dev`` sets it, so
+    it reports ready only once it can serve). Off in production: a gateway without runners
+    still accepts and queues jobs, and a load balancer should keep sending them; ``/readyz``
+    names the models without a runner either way."""
+
     # --- scheduler: fair share, batch formation, pacing ---
     batch_queue_delay_factor: float = 4.0
     """``batch`` priority buckets wait ``max_queue_delay_s`` times this before firing partly

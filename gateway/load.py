@@ -57,6 +57,14 @@ class LoadView:
             sample[model] = ModelLoad(per_model.get(model, 0), rate or None)
         self._models = sample
 
+    async def models_without_runner(self) -> list[str]:
+        """``name@version`` of each model's newest version that no live runner serves."""
+        missing = []
+        for model, versions in sorted(self._repo.models().items()):
+            if versions and not await self._registry.count(model, versions[-1]):
+                missing.append(f"{model}@{versions[-1]}")
+        return missing
+
     def drain_s(self, model: str, items: int) -> float | None:
         """Seconds the model's runners need for ``items`` items at the measured rate."""
         rate = self.get(model).throughput

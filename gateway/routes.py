@@ -198,10 +198,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: NATS, Redis and the result store answer; the store writes",
+@get("/readyz", summary="Readiness: NATS, Redis and the result store answer; the store writes; "
+     "which models have no runner",
      responses=problems(503))
 async def readyz(request: Request) -> dict[str, str]:
-    """Readiness: 200 when NATS, Redis and the result store answer, else 503 naming them."""
+    """Readiness: 200 when NATS, Redis and the result store answer, else 503 naming them.
+    ``runners`` names the models no live runner serves (503 too with ``ready_requires_runners``,
+    which ``inferq dev`` sets)."""
     svc = services(request)
     checks: dict[str, str] = {}
     checks["nats"] = "ok" if svc.nc.is_connected else "down"
@@ -216,8 +219,15 @@ async def readyz(request: Request) -> dict[str, str]:
     except Exception:  # noqa: BLE001
         checks["store"] = "down"
     down = [k for k, v in checks.items() if v != "ok"]
+    missing: list[str] = []
+    if not down:
+        missing = await svc.load.models_without_runner()
+    checks["runners"] = "ok" if not missing else "none for " + ", ".join(missing)
     if down:
         raise E.Unavailable(f"not ready: {', '.join(down)} down", retry_after_s=2)
+    if missing and svc.settings.ready_requires_runners:
+        raise E.Unavailable(f"not ready: no runner serves {', '.join(missing)}",
+                            retry_after_s=2)
     return checks
 
 

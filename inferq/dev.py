@@ -100,6 +100,7 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
             "INFERQ_MODEL_REPO": str(Path(base.model_repo).expanduser()),
             "INFERQ_TENANTS_FILE": str(_tenants_file(state, key, base.tenants_file)),
             "INFERQ_HTTP_PORT": str(port),
+            "INFERQ_READY_REQUIRES_RUNNERS": "1",  # ready only once a runner serves the model
         })
         if backend:
             env["INFERQ_BACKEND"] = backend
