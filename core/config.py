@@ -157,14 +157,16 @@ class Settings:
     runner_fetch_timeout_s: float = 1.0
     """Longest a runner's pull request waits for a batch before asking again."""
     poison_strikes: int = 3
-    """Deliveries of a batch that crashed its runner before the batch is split (and a single
-    item failed ``internal_error``): isolates a poison item instead of crashing every runner."""
+    """Times an item may be running alone in a runner that died before it is declared poison
+    and failed ``internal_error``: isolates an item that crashes runners instead of letting it
+    crash every runner in turn. Lower gives up on a flaky runner's items sooner."""
     redelivery_backoff_s: float = 0.5
     """First nak delay of a batch that failed transiently; doubles per delivery."""
     redelivery_backoff_max_s: float = 30.0
     """Longest nak delay of a batch that keeps failing transiently."""
     dependency_retry_s: float = 5.0
-    """Nak delay of a batch whose write-back met an unavailable Redis or result store."""
+    """Nak delay of a batch whose handling failed for a reason other than an unavailable Redis
+    or result store (those back off exponentially): a NATS error, a bug."""
 
     # --- simulated accelerator (backend ``simulated``: benchmarks, capacity planning) ---
     sim_batch_ms: float = 0.0

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 
 
 class BusyMeter:
+    """Spans of backend work over a sliding window; written by the inference thread, read
+    by the heartbeat."""
+
     def __init__(self, window_s: float = 30.0):
         self._window = window_s
         self._spans: deque[tuple[float, float, int]] = deque()
@@ -18,6 +21,7 @@ class BusyMeter:
 
     @contextmanager
     def busy(self, items: int = 0):
+        """Time the block as busy, doing ``items`` items."""
         t0 = time.monotonic()
         try:
             yield
@@ -33,6 +37,7 @@ class BusyMeter:
             return start, list(self._spans)
 
     def ratio(self, now: float | None = None) -> float:
+        """Fraction of the window (or of the time since start, if shorter) spent busy."""
         now = time.monotonic() if now is None else now
         start, spans = self._window_spans(now)
         busy = sum(min(e, now) - max(s, start) for s, e, _ in spans if e > start)

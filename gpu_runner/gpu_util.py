@@ -12,6 +12,8 @@ log = logging.getLogger("inferq.runner")
 
 
 class GpuUtilisation:
+    """NVML's utilisation of one GPU; absent (every sample None) where NVML is."""
+
     def __init__(self, device: int = 0) -> None:
         self._nvml = None
         self._handle = None
@@ -26,6 +28,7 @@ class GpuUtilisation:
 
     @property
     def available(self) -> bool:
+        """Whether NVML answered for the device."""
         return self._handle is not None
 
     def sample(self) -> float | None:
@@ -39,6 +42,7 @@ class GpuUtilisation:
             return None
 
     def close(self) -> None:
+        """Shut NVML down (idempotent)."""
         if self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()

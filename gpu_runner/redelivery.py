@@ -14,6 +14,8 @@ TTL_S = 86_400
 
 
 class Ledger(msgspec.Struct, frozen=True):
+    """What is known about one redelivered batch's crashes."""
+
     running: list[tuple[str, int]] = []
     """The part that was running last (before it ran; a crash leaves it here)."""
     quarantine: dict[str, int] = {}
@@ -21,6 +23,7 @@ class Ledger(msgspec.Struct, frozen=True):
 
 
 def item_key(job_id: str, index: int) -> str:
+    """An item's key in ``Ledger.quarantine``."""
     return f"{job_id}:{index}"
 
 
@@ -29,6 +32,8 @@ _ENC = msgspec.json.Encoder()
 
 
 class RedeliveryLedger:
+    """The ledgers of redelivered batches, in Redis for a day (any replica may resume)."""
+
     def __init__(self, redis: Redis):
         self._r = redis
 
@@ -58,5 +63,6 @@ class RedeliveryLedger:
         return ledger
 
     async def forget(self, batch_id: str) -> None:
+        """Drop a batch's ledger (it was acked)."""
         with redis_errors("redelivery_forget"):
             await self._r.delete(self._key(batch_id))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from core import faults, metrics
+from schemas.bus import BatchItem
+from schemas.states import TERMINAL_JOB, ItemStatus, JobStatus, Outcome
 from store.jobstate import JobStateCache
 from store.markers import done_items
 from store.rebuild import rebuild_job_cache
@@ -26,12 +28,17 @@ _STARTED_MEMORY = 10_000
 
 @dataclass(frozen=True)
 class JobTransition:
+    """A job this write-back finished (or whose finish it persisted again after a crash)."""
+
     job_id: str
-    status: str
-    outcome: str | None
+    status: JobStatus
+    outcome: Outcome | None
 
 
 class WriteBack:
+    """Writes a runner's item results to the store and the job-state cache, in the order
+    that makes a crash at any point safe to replay."""
+
     def __init__(self, store: ResultStore, cache: JobStateCache, model: str, redis: Redis):
         self._store = store
         self._cache = cache
@@ -46,9 +53,18 @@ class WriteBack:
         """Which of these items were already counted (by a runner that crashed before its ack)."""
         return await done_items(self._redis, self._cache.key(job_id), indexes)
 
+    async def not_counted(self, items: list[BatchItem]) -> list[BatchItem]:
+        """The items no runner has counted yet (one marker read per job)."""
+        done: set[tuple[str, int]] = set()
+        for job_id in {it.job_id for it in items}:
+            idx = [it.index for it in items if it.job_id == job_id]
+            done |= {(job_id, i) for i in await self.done_items(job_id, idx)}
+        return [it for it in items if (it.job_id, it.index) not in done]
+
     async def mark_running(self, job_ids_to_indexes: dict[str, list[int]], now: float) -> dict[
-            str, str]:
-        """Mark items running; returns each job's status (terminal jobs are left untouched)."""
+            str, JobStatus | None]:
+        """Mark items running; returns each job's status (terminal jobs are left untouched;
+        None: the job is gone)."""
         statuses = {}
         for job_id, indexes in job_ids_to_indexes.items():
             statuses[job_id] = await self._with_cache(
@@ -61,6 +77,8 @@ class WriteBack:
         return statuses
 
     async def commit(self, records: list[ItemRecord], now: float) -> list[JobTransition]:
+        """Write ``records`` (rows, then counts, then any job they finish); idempotent, so a
+        redelivered batch may commit the same records again."""
         if not records:
             return []
         await self._store.upsert_items(records)
@@ -68,7 +86,7 @@ class WriteBack:
         by_job: dict[str, list[tuple[int, str]]] = defaultdict(list)
         codes: dict[str, list[ItemRecord]] = defaultdict(list)
         for r in records:
-            by_job[r.job_id].append((r.index, "s" if r.status == "succeeded" else "f"))
+            by_job[r.job_id].append((r.index, "s" if r.status == ItemStatus.SUCCEEDED else "f"))
             codes[r.job_id].append(r)
         finished: list[JobTransition] = []
         for job_id, results in by_job.items():
@@ -78,7 +96,7 @@ class WriteBack:
                 continue
             if out.newly_counted:
                 self._count_items(codes[job_id], out.newly_counted)
-            if out.status in ("succeeded", "failed"):
+            if out.status in TERMINAL_JOB:
                 # Idempotent: a redelivery after a crash here persists the same transition.
                 changed = await self._store.finish_job(
                     job_id, status=out.status, outcome=out.outcome, finished_at=now)

@@ -15,11 +15,13 @@ from gpu_runner.backends.base import (
 )
 from gpu_runner.backends.ort import OnnxRuntimeBackend
 from gpu_runner.backends.ov import OpenVinoBackend, Precision, cpu_supports_bf16
+from gpu_runner.backends.simulated import SimulatedBackend
 from gpu_runner.backends.trt import TensorRTBackend
 from models.config import ModelConfig
 
 KINDS = (
-    "auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16", "tensorrt", "tensorrt-fp32"
+    "auto", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16", "tensorrt", "tensorrt-fp32",
+    "simulated",
 )
 
 OPENVINO_PRECISION: dict[str, Precision] = {
@@ -34,10 +36,14 @@ def create_backend(
     *,
     threads: int | None = None,
     streams: int | None = None,
+    sim_batch_ms: float = 0.0,
+    sim_token_us: float = 0.0,
 ) -> Backend:
     """Build and load a backend. Kinds: "onnxruntime" (fp32), "openvino" (bf16 where the CPU
     has it, else f32), "openvino-f32", "openvino-bf16", "tensorrt" (NVIDIA GPU, fp16),
-    "tensorrt-fp32", and "auto" (see ``select``; CPU only, it never picks TensorRT).
+    "tensorrt-fp32", "simulated" (no model: a device that sleeps ``sim_batch_ms`` +
+    ``sim_token_us`` per padded token and returns token-derived vectors; benchmarks and tests
+    only) and "auto" (see ``select``; CPU only, it never picks TensorRT or the simulation).
 
     ``streams`` applies to OpenVINO only (see ``OpenVinoBackend``). The result is loaded
     (``load()`` is idempotent); call ``warmup()`` before serving.
@@ -57,6 +63,9 @@ def create_backend(
             backend = TensorRTBackend(version_dir, config, precision="fp16")
         case "tensorrt-fp32":
             backend = TensorRTBackend(version_dir, config, precision="fp32")
+        case "simulated":
+            backend = SimulatedBackend(version_dir, config, batch_ms=sim_batch_ms,
+                                       token_us=sim_token_us)
         case _:
             raise ValueError(f"unknown backend kind {kind!r}; expected one of {KINDS}")
     backend.load()
@@ -74,6 +83,7 @@ __all__ = [
     "BucketShapes",
     "OnnxRuntimeBackend",
     "OpenVinoBackend",
+    "SimulatedBackend",
     "TensorRTBackend",
     "cpu_supports_bf16",
     "create_backend",

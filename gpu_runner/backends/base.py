@@ -66,6 +66,7 @@ class BucketShapes(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, exact: bool = False) -> BucketShapes:
+        """One shape per configured bucket, each at the config's batch cap for it."""
         shapes = tuple(
             BucketShape(
                 seq_len=b, max_batch=config.max_batch_for(b), opt_batch=config.max_batch_for(b)
@@ -76,6 +77,7 @@ class BucketShapes(msgspec.Struct, frozen=True):
 
     @property
     def buckets(self) -> list[int]:
+        """The sequence lengths, ascending."""
         return [s.seq_len for s in self.shapes]
 
     def accepts(self, batch: int, seq_len: int) -> bool:
@@ -101,6 +103,7 @@ class Backend(abc.ABC):
 
     @property
     def model_path(self) -> Path:
+        """The ONNX graph of this version (``model.onnx``)."""
         return self.version_dir / MODEL_FILE
 
     @property

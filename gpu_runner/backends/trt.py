@@ -1,7 +1,7 @@
 """TensorRT on an NVIDIA GPU: one optimisation profile per bucket, engines cached on disk.
 
 Written against the TensorRT 10 Python API and tested without a GPU (the live tests are
-``-m gpu`` in tests/gpu_runner/test_tensorrt.py). API facts this module relies on, checked in
+``-m gpu`` in tests/gpu_runner/test_tensorrt_live.py). API facts this module relies on, checked in
 NVIDIA's documentation (docs.nvidia.com/deeplearning/tensorrt, "Migrating from 8.x to 10.x",
 the Python ``DataType`` and ``IOptimizationProfile`` pages) and in TRT 10 multi-profile
 sample code:
@@ -66,6 +66,7 @@ def profile_plan(config: ModelConfig) -> list[ProfileShape]:
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (model files run to hundreds of MB)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

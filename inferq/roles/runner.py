@@ -33,7 +33,8 @@ class RunnerRole:
         name, version = repo.resolve(s.runner_model)
         backend = create_backend(s.backend, repo.version_dir(name, version),
                                  repo.config(name, version), threads=s.backend_threads,
-                                 streams=s.backend_streams)
+                                 streams=s.backend_streams, sim_batch_ms=s.sim_batch_ms,
+                                 sim_token_us=s.sim_token_us)
         await asyncio.to_thread(backend.warmup)
         self._backend = backend
         self._redis = open_redis(s)

@@ -1,0 +1,124 @@
+"""The control plane at accelerator speed: the ``inferq dev`` topology on the simulated device.
+
+Starts gateway, scheduler and one runner (``--backend simulated``) as separate processes over
+nats-server, redis-server and SQLite, as ``inferq dev`` does, and measures on real-length
+English text (Python standard library docstrings), after a warm-up job:
+
+- end-to-end items/s of N-item jobs (POST to terminal status, polled every 20 ms), each job
+  alone;
+- CPU microseconds per item of every process (gateway, scheduler, runner, nats-server,
+  redis-server) over the job's window: where the pipeline spends its two cores;
+- the simulated device's own rate on the same batches (items / the runner's summed device
+  time, the ``inferq_inference_seconds`` histogram) and end to end as a fraction of it
+  (= the runner's busy ratio): how well the control plane keeps the device fed.
+
+    python bench/bench_pipeline.py                          # zero-cost device: the ceiling
+    python bench/bench_pipeline.py --batch-ms 2 --token-us 1  # a device with a cost per batch
+    python bench/bench_pipeline.py --quick                  # 2,000 items, one job (CI-sized)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baselines import texts_for
+from bench.topology import KEYS, cpu_seconds, running, scrape
+from models.build import ensure_default_model
+from schemas.states import TERMINAL_JOB
+
+
+async def wait_done(client: httpx.AsyncClient, job_id: str, every: float) -> dict:
+    """Poll until the job is terminal; its status document."""
+    while True:
+        doc = (await client.get(f"/v1/jobs/{job_id}")).raise_for_status().json()
+        if doc["status"] in TERMINAL_JOB:
+            return doc
+        await asyncio.sleep(every)
+
+
+async def device_seconds(port: int) -> float:
+    """The runner's summed backend time so far."""
+    return sum((await scrape(port, "inferq_inference_seconds_sum")).values())
+
+
+async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
+                  pids: dict[str, int]) -> dict:
+    """Run one job alone: wall time, device time and CPU seconds per process over its window."""
+    n = len(body["inputs"])
+    dev0 = await device_seconds(runner_port)
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    t0 = time.perf_counter()
+    r = await client.post("/v1/jobs", json=body)
+    r.raise_for_status()
+    accepted = time.perf_counter() - t0
+    doc = await wait_done(client, r.json()["job_id"], 0.02)
+    wall = time.perf_counter() - t0
+    cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+    device = await device_seconds(runner_port) - dev0
+    assert doc["counts"]["succeeded"] == n, doc
+    return dict(wall=wall, accepted=accepted, rate=n / wall, device=device,
+                device_rate=n / device if device else float("inf"), busy=device / wall,
+                cpu_us={k: v / n * 1e6 for k, v in cpu.items()})
+
+
+async def measure(url: str, texts: list[str], jobs: int, runner_port: int,
+                  pids: dict[str, int]) -> list[dict]:
+    """A warm-up job, then ``jobs`` measured ones."""
+    body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
+    async with httpx.AsyncClient(base_url=url, timeout=300, headers={
+            "Authorization": f"Bearer {KEYS['big']}"}) as client:
+        warm = {"model": "minilm", "inputs": body["inputs"][:1000]}
+        await one_job(client, warm, runner_port, pids)
+        return [await one_job(client, body, runner_port, pids) for _ in range(jobs)]
+
+
+def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> None:
+    """Per job and the median: items/s, the device's own rate, busy ratio, CPU-µs per item."""
+    print(f"\nsimulated device: {batch_ms} ms per batch + {token_us} µs per padded token; "
+          f"{n}-item jobs")
+    for k, r in enumerate(runs, 1):
+        print(f"job {k}: {r['rate']:7.0f} items/s end to end ({r['wall']:.2f} s, 202 after "
+              f"{r['accepted'] * 1e3:.0f} ms); device alone {r['device_rate']:9.0f} items/s; "
+              f"end to end / device = busy ratio {r['busy']:.3f}")
+    med = statistics.median(r["rate"] for r in runs)
+    print(f"median end to end: {med:.0f} items/s; median busy ratio "
+          f"{statistics.median(r['busy'] for r in runs):.3f}")
+    procs = list(runs[0]["cpu_us"])
+    total = {p: statistics.median(r["cpu_us"][p] for r in runs) for p in procs}
+    print("CPU µs per item (median): " + ", ".join(f"{p} {v:.0f}" for p, v in total.items())
+          + f"; all {sum(total.values()):.0f}")
+
+
+def main() -> None:
+    """Start the topology on the simulated device, measure, report."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2,000 items, one job")
+    ap.add_argument("--items", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=None, help="measured jobs (default 3)")
+    ap.add_argument("--batch-ms", type=float, default=0.0)
+    ap.add_argument("--token-us", type=float, default=0.0)
+    args = ap.parse_args()
+    n = args.items or (2000 if args.quick else 10_000)
+    jobs = args.jobs or (1 if args.quick else 3)
+    texts = texts_for(n)
+    repo = ensure_default_model().parents[1]
+    os.environ["INFERQ_SIM_BATCH_MS"] = str(args.batch_ms)
+    os.environ["INFERQ_SIM_TOKEN_US"] = str(args.token_us)
+    print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars")
+    with running(repo, "simulated") as svc:
+        runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_port, svc.pids))
+    report(runs, n, args.batch_ms, args.token_us)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The infer stage: run items on the backend in a worker thread while the batch's lease is
+kept alive, and isolate a failing item by splitting the batch that failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+from nats.aio.msg import Msg
+
+from core import faults, metrics
+from core.config import Settings
+from gpu_runner import records
+from gpu_runner.backends.base import Backend
+from gpu_runner.busy import BusyMeter
+from gpu_runner.logcontext import job_log_fields
+from models.bucketing import pad_batch
+from schemas.bus import Batch, BatchItem
+from schemas.errors import ErrorCode, ItemError
+from store.results.base import ItemRecord
+
+log = logging.getLogger("inferq.runner")
+
+MIN_IN_PROGRESS_S = 1.0
+"""Floor of the in-progress interval, however short AckWait is configured."""
+
+
+class InferredTally:
+    """Items run through the backend since the last report to the registry (the cost of
+    redelivery, next to the items counted once). Reported by the write-back, one Redis call
+    per batch, rather than between two inferences."""
+
+    def __init__(self) -> None:
+        self._unreported = 0
+
+    def add(self, n: int) -> None:
+        """Count ``n`` items just inferred."""
+        self._unreported += n
+
+    async def report(self, send: Callable[[int], Awaitable[None]]) -> None:
+        """Send the items not yet reported; on failure they are kept for the next report."""
+        n, self._unreported = self._unreported, 0
+        if n:
+            try:
+                await send(n)
+            except Exception:
+                self._unreported += n
+                raise
+
+
+class Inference:
+    """Runs items of one model version on its backend, one call at a time."""
+
+    def __init__(self, settings: Settings, backend: Backend, model: str, version: int,
+                 busy: BusyMeter, tally: InferredTally):
+        self._backend = backend
+        self._model, self._version = model, version
+        self._busy = busy
+        self._tally = tally
+        self._in_progress_s = max(MIN_IN_PROGRESS_S, settings.batch_ack_wait_s / 3)
+        """A batch running longer than AckWait must not be redelivered meanwhile: it says
+        "in progress" three times per AckWait."""
+
+    async def run(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
+        """One record per item. A part that fails as a whole is split in two and each half
+        run again, down to single items: only the item that fails alone is failed."""
+        try:
+            vectors = await self._run_leased(msg, batch.bucket, items)
+        except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
+            if len(items) == 1:
+                [it] = items
+                log.error("item %s/%d failed in the backend: %s", it.job_id, it.index, exc,
+                          extra=job_log_fields(batch, it.job_id))
+                err = ItemError.of(ErrorCode.INTERNAL_ERROR, f"inference failed: {exc}")
+                return [records.failed(it, err, self._version, time.time())]
+            mid = len(items) // 2
+            return (await self.run(msg, batch, items[:mid])
+                    + await self.run(msg, batch, items[mid:]))
+        faults.crash_point("runner.after_inference")
+        metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
+        self._tally.add(len(items))
+        now = time.time()
+        out = []
+        for it, vec in zip(items, vectors, strict=True):
+            out.append(records.succeeded(it, vec, self._version, now))
+            if it.enqueued_at:
+                metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
+        return out
+
+    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem]) -> np.ndarray:
+        """Run in a worker thread, telling JetStream the batch is in progress meanwhile."""
+        ids, mask = pad_batch([it.token_ids for it in items], bucket)
+        work = asyncio.create_task(asyncio.to_thread(
+            self._timed_run, ids, mask, bucket, [it.client_id for it in items]))
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=self._in_progress_s)
+            if done:
+                return work.result()
+            await msg.in_progress()
+
+    def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
+                   client_ids: list[str | None]) -> np.ndarray:
+        with self._busy.busy(len(ids)):
+            t0 = time.perf_counter()
+            faults.crash_if_poison(client_ids)
+            out = self._backend.run(ids, mask)
+            metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
+                time.perf_counter() - t0)
+        return out
