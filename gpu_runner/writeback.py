@@ -83,10 +83,10 @@ class WriteBack:
             return []
         await self._store.upsert_items(records)
         faults.crash_point("runner.after_upsert")
-        by_job: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        by_job: dict[str, list[tuple[int, ItemStatus]]] = defaultdict(list)
         codes: dict[str, list[ItemRecord]] = defaultdict(list)
         for r in records:
-            by_job[r.job_id].append((r.index, "s" if r.status == ItemStatus.SUCCEEDED else "f"))
+            by_job[r.job_id].append((r.index, r.status))
             codes[r.job_id].append(r)
         finished: list[JobTransition] = []
         for job_id, results in by_job.items():
