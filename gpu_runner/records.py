@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.api import EmbeddingOutput
 from schemas.bus import BatchItem, FailedItem
 from schemas.errors import ErrorCode, ItemError
 from schemas.states import ItemStatus
 from store.results.base import ItemRecord
-from store.results.codec import encode_output
+from store.results.codec import pack_embedding
 
 
 def item_error(code: str, message: str) -> ItemError:
@@ -32,7 +31,7 @@ def failed(item: BatchItem | FailedItem, err: ItemError, version: int, now: floa
 
 def succeeded(item: BatchItem, vector: np.ndarray, version: int, now: float) -> ItemRecord:
     """An inferred item's record, its embedding encoded as the gateway reads it back."""
-    payload = EmbeddingOutput(vector.tolist(), len(item.token_ids), item.truncated)
     return ItemRecord(job_id=item.job_id, index=item.index, status=ItemStatus.SUCCEEDED,
                       model_version=version, client_id=item.client_id,
-                      output=encode_output(payload), finished_at=now)
+                      output=pack_embedding(vector, len(item.token_ids), item.truncated),
+                      finished_at=now)
