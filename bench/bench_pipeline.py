@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import time
@@ -32,7 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import texts_for
-from bench.topology import KEYS, cpu_seconds, running, scrape
+from bench.topology import KEYS, cpu_seconds, profile, running, scrape
 from models.build import ensure_default_model
 from schemas.states import TERMINAL_JOB
 
@@ -52,11 +53,12 @@ async def device_seconds(port: int) -> float:
 
 
 async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
-                  pids: dict[str, int]) -> dict:
+                  pids: dict[str, int], profile_dir: Path | None = None) -> dict:
     """Run one job alone: wall time, device time and CPU seconds per process over its window."""
     n = len(body["inputs"])
     dev0 = await device_seconds(runner_port)
     cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    spies = profile(pids, profile_dir) if profile_dir else []
     t0 = time.perf_counter()
     r = await client.post("/v1/jobs", json=body)
     r.raise_for_status()
@@ -64,6 +66,10 @@ async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
     doc = await wait_done(client, r.json()["job_id"], 0.02)
     wall = time.perf_counter() - t0
     cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(30)
     device = await device_seconds(runner_port) - dev0
     assert doc["counts"]["succeeded"] == n, doc
     return dict(wall=wall, accepted=accepted, rate=n / wall, device=device,
@@ -72,14 +78,15 @@ async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
 
 
 async def measure(url: str, texts: list[str], jobs: int, runner_port: int,
-                  pids: dict[str, int]) -> list[dict]:
+                  pids: dict[str, int], profile_dir: Path | None) -> list[dict]:
     """A warm-up job, then ``jobs`` measured ones."""
     body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
     async with httpx.AsyncClient(base_url=url, timeout=300, headers={
             "Authorization": f"Bearer {KEYS['big']}"}) as client:
         warm = {"model": "minilm", "inputs": body["inputs"][:1000]}
         await one_job(client, warm, runner_port, pids)
-        return [await one_job(client, body, runner_port, pids) for _ in range(jobs)]
+        return [await one_job(client, body, runner_port, pids, profile_dir if k == 0 else None)
+                for k in range(jobs)]
 
 
 def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> None:
@@ -107,6 +114,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None, help="measured jobs (default 3)")
     ap.add_argument("--batch-ms", type=float, default=0.0)
     ap.add_argument("--token-us", type=float, default=0.0)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write py-spy raw stacks per role for the first job here")
     args = ap.parse_args()
     n = args.items or (2000 if args.quick else 10_000)
     jobs = args.jobs or (1 if args.quick else 3)
@@ -116,7 +125,8 @@ def main() -> None:
     os.environ["INFERQ_SIM_TOKEN_US"] = str(args.token_us)
     print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars")
     with running(repo, "simulated") as svc:
-        runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_port, svc.pids))
+        runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_port, svc.pids,
+                                   args.profile))
     report(runs, n, args.batch_ms, args.token_us)
 
 

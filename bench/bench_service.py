@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -45,7 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import alone_configs, backend_alone, padding, texts_for
-from bench.topology import KEYS, cpu_seconds, running, scrape
+from bench.topology import KEYS, cpu_seconds, profile, running, scrape
 from models.build import ensure_default_model
 from models.repository import ModelRepository
 from models.tokenize import Encoded, TextTokenizer
@@ -76,21 +74,6 @@ async def one_item_latency(c: httpx.AsyncClient, text: str) -> float:
     return time.perf_counter() - t0
 
 
-def _profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
-    """py-spy (collapsed stacks) on each role for the window; stopped with SIGINT."""
-    out.mkdir(parents=True, exist_ok=True)
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    return [
-        subprocess.Popen(
-            [spy, "record", "--format", "raw", "--nonblocking", "--threads", "-r", "50",
-             "-p", str(pid), "-o", str(out / f"{role}.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for role, pid in pids.items()
-        if role in ("runner", "scheduler", "gateway")
-    ]
-
-
 async def efficiency_job(
     big: httpx.AsyncClient, body: dict, sched_port: int, runner_port: int,
     pids: dict[str, int], profile_dir: Path | None,
@@ -101,7 +84,7 @@ async def efficiency_job(
     before = await scrape(sched_port, "inferq_batch_size_bucket")
     infer_before = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
     cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
-    spies = _profile(pids, profile_dir) if profile_dir else []
+    spies = profile(pids, profile_dir) if profile_dir else []
     t0 = time.perf_counter()
     r = await big.post("/v1/jobs", json=body)
     r.raise_for_status()

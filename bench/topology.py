@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,3 +125,18 @@ def cpu_seconds(pid: int) -> float:
     """user + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
+    """py-spy (collapsed stacks) on each role for the window; stopped with SIGINT."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        subprocess.Popen(
+            [spy, "record", "--format", "raw", "--nonblocking", "--threads", "-r", "50",
+             "-p", str(pid), "-o", str(out / f"{role}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for role, pid in pids.items()
+        if role in ("runner", "scheduler", "gateway")
+    ]

@@ -128,6 +128,15 @@ class Settings:
     names the models without a runner either way."""
 
     # --- scheduler: fair share, batch formation, pacing ---
+    runner_queue_s: float = 0.05
+    """Work formed ahead for each live runner, in seconds of its measured throughput: on
+    top of the batch each runner asks for, enough batches wait in BATCHES to keep a fast
+    device busy across the scheduler's round trip. A CPU runner (a batch takes ~0.1-0.6 s)
+    gets none, so an urgent item never waits behind formed work there; an accelerator
+    finishing a batch in milliseconds gets several. Larger feeds faster devices; smaller
+    keeps fairness and urgency decided later."""
+    runner_queue_max_batches: int = 8
+    """Most batches formed ahead per live runner under ``runner_queue_s``."""
     batch_queue_delay_factor: float = 4.0
     """``batch`` priority buckets wait ``max_queue_delay_s`` times this before firing partly
     filled: batch work trades latency for fuller batches; interactive work does not wait."""

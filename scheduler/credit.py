@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
+import math
+
 from nats.js import JetStreamContext
 from nats.js import errors as jserr
 
 from schemas import subjects
 from store.runners import RunnerRegistry
 
+BATCH_ITEMS_ALPHA = 0.2
+"""Weight of the newest batch in the running mean of items per batch."""
+
+
+def batches_ahead(queue_s: float, capacity: float | None, batch_items: float,
+                  max_batches: int) -> int:
+    """Batches to keep formed ahead per runner: ``queue_s`` seconds of its measured
+    ``capacity`` (items/s), in batches of ``batch_items``, at most ``max_batches``; none while
+    the capacity is unknown."""
+    if not capacity or queue_s <= 0 or batch_items <= 0:
+        return 0
+    return min(max_batches, math.floor(queue_s * capacity / batch_items))
+
 
 class RunnerCredit:
     """Reads the runners' room from their BATCHES consumer and the runner registry."""
 
-    def __init__(self, js: JetStreamContext, runners: RunnerRegistry, *, batches_per_runner: int):
+    def __init__(self, js: JetStreamContext, runners: RunnerRegistry, *, batches_per_runner: int,
+                 queue_s: float = 0.0, max_batches: int = 8):
         self._js = js
         self._runners = runners
         self._per_runner = batches_per_runner
+        self._queue_s = queue_s
+        self._max_batches = max_batches
+        self._batch_items: dict[tuple[str, int], float] = {}
+
+    def observe_batch(self, model: str, version: int, items: int) -> None:
+        """A batch of ``items`` was published: the running mean sizes the time budget."""
+        key = (model, version)
+        mean = self._batch_items.get(key)
+        self._batch_items[key] = items if mean is None else (
+            mean + BATCH_ITEMS_ALPHA * (items - mean))
 
     async def batches_wanted(self, model: str, version: int) -> int:
         """Batches to form now: one per runner pull request waiting on the model version's
-        BATCHES consumer (each runner asks for its next batch while it runs one), plus
-        ``batches_per_runner`` queued per live runner, minus the batches already waiting.
-        No runner, no batches: the work stays in JOBS, where fair share applies."""
+        BATCHES consumer (each runner asks for its next batch while it runs one), plus work
+        formed ahead per live runner (``batches_per_runner``, or ``runner_queue_s`` of its
+        measured throughput if more), minus the batches already waiting. No runner, no
+        batches: the work stays in JOBS, where fair share applies."""
         try:
             info = await self._js.consumer_info(subjects.BATCHES_STREAM,
                                                 subjects.runner_consumer(model, version))
         except jserr.NotFoundError:  # no runner has ever started
             return 0
-        queued = 0
-        if self._per_runner:
-            queued = self._per_runner * await self._runners.count(model, version)
+        ahead = self._per_runner
+        mean = self._batch_items.get((model, version))
+        if self._queue_s > 0 and mean:
+            capacity = await self._runners.capacity(model, version)
+            ahead = max(ahead, batches_ahead(self._queue_s, capacity, mean, self._max_batches))
+        queued = ahead * await self._runners.count(model, version) if ahead else 0
         return (info.num_waiting or 0) + queued - (info.num_pending or 0)

@@ -74,7 +74,9 @@ class Scheduler:
                            interactive_multiplier=s.interactive_multiplier)
         self._puller = FairPuller(policy, self._lanes, self._pipes, self._accept,
                                   refresh_s=s.lane_refresh_s)
-        self._runner_credit = RunnerCredit(js, runners, batches_per_runner=s.batches_per_runner)
+        self._runner_credit = RunnerCredit(js, runners, batches_per_runner=s.batches_per_runner,
+                                           queue_s=s.runner_queue_s,
+                                           max_batches=s.runner_queue_max_batches)
         self._publisher = BatchPublisher(js)
         self._dispatch = Dispatch(self._held, Backoff(s.publish_backoff_s,
                                                       s.publish_backoff_max_s))
@@ -214,6 +216,7 @@ class Scheduler:
                 return n > 0
             faults.crash_point("scheduler.after_publish")
             self._dispatch.published(pipe, fb, now)
+            self._runner_credit.observe_batch(pipe.name, pipe.version, len(fb.items))
         return bool(formed)
 
     async def _credit(self, pipe: ModelPipe) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from core import bus
 from core.config import Settings
 from core.tenants import TenantDirectory
@@ -19,6 +21,9 @@ class SchedulerRole:
     async def start(self) -> None:
         """Connect, make sure the streams exist, start forming batches."""
         s = self.settings
+        # Tokenize on one core (a worker thread, GIL released): fanning out to every core
+        # would stall a CPU runner beside it. Read by the tokenizers library at each call.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self._nc = await bus.connect(s.nats_url, "inferq-scheduler")
         await bus.provision_streams(self._nc.jetstream(), replicas=s.stream_replicas,
                                     dlq_max_age_s=s.result_ttl_s)
