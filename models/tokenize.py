@@ -76,11 +76,12 @@ class TextTokenizer:
                 valid.append(i)
             else:
                 results[i] = rejection
-        # ``encode_batch`` releases the GIL for the whole call (``encode`` per text holds it
-        # between texts), so a caller's event loop runs on while a worker thread tokenizes.
-        # It fans out to every core unless TOKENIZERS_PARALLELISM=false, which the scheduler
-        # role sets: on a shared CPU machine the fan-out stalls the inference next door.
-        encodings = self._tok.encode_batch([texts[i] for i in valid])
+        # ``encode_batch_fast`` releases the GIL for the whole call (``encode`` per text holds
+        # it between texts), so a caller's event loop runs on while a worker thread tokenizes,
+        # and skips the character offsets we never use (79 vs 113 µs a text). It fans out to
+        # every core unless TOKENIZERS_PARALLELISM=false, which the scheduler role sets: on a
+        # shared CPU machine the fan-out stalls the inference next door.
+        encodings = self._tok.encode_batch_fast([texts[i] for i in valid])
         for i, enc in zip(valid, encodings, strict=True):
             if all(enc.special_tokens_mask):
                 results[i] = ItemRejection(
