@@ -15,16 +15,26 @@ English text (Python standard library docstrings), after a warm-up job:
     python bench/bench_pipeline.py                          # zero-cost device: the ceiling
     python bench/bench_pipeline.py --batch-ms 2 --token-us 1  # a device with a cost per batch
     python bench/bench_pipeline.py --quick                  # 2,000 items, one job (CI-sized)
+    python bench/bench_pipeline.py --cpu-shapes             # the CPU-tuned batch budget
+
+Batches are shaped for an accelerator by default: the model's files with a config whose
+budget is 16,384 padded tokens and 256 rows per batch (a GPU takes batches far larger than
+the CPU-tuned 2,048 tokens / 64 rows the default model ships with), in a temporary model
+repository; ``--cpu-shapes`` keeps the shipped config. The scheduler tokenizes on every core
+(``INFERQ_TOKENIZER_PARALLEL``, as ``inferq dev --backend simulated`` does) unless
+``--sequential-tokenizer``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,6 +116,19 @@ def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> None:
           + f"; all {sum(total.values()):.0f}")
 
 
+def accelerator_repo(src: Path, dst: Path, batch_tokens: int, batch_size: int) -> Path:
+    """A model repository holding minilm@1's files (links) with an accelerator's batch budget."""
+    vdir = dst / "minilm" / "1"
+    vdir.mkdir(parents=True)
+    for f in (src / "minilm" / "1").iterdir():
+        if f.name != "config.json":
+            (vdir / f.name).symlink_to(f)
+    cfg = json.loads((src / "minilm" / "1" / "config.json").read_text())
+    cfg.update(max_batch_tokens=batch_tokens, max_batch_size=batch_size)
+    (vdir / "config.json").write_text(json.dumps(cfg, indent=2))
+    return dst
+
+
 def main() -> None:
     """Start the topology on the simulated device, measure, report."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -114,6 +137,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None, help="measured jobs (default 3)")
     ap.add_argument("--batch-ms", type=float, default=0.0)
     ap.add_argument("--token-us", type=float, default=0.0)
+    ap.add_argument("--cpu-shapes", action="store_true",
+                    help="keep the model's CPU-tuned batch budget (2,048 tokens / 64 rows)")
+    ap.add_argument("--batch-tokens", type=int, default=16_384)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--sequential-tokenizer", action="store_true",
+                    help="tokenize on one core (the default next to a CPU runner)")
     ap.add_argument("--profile", type=Path, default=None,
                     help="write py-spy raw stacks per role for the first job here")
     args = ap.parse_args()
@@ -121,9 +150,18 @@ def main() -> None:
     jobs = args.jobs or (1 if args.quick else 3)
     texts = texts_for(n)
     repo = ensure_default_model().parents[1]
+    if not args.cpu_shapes:
+        repo = accelerator_repo(repo, Path(tempfile.mkdtemp(prefix="inferq-bench-repo-")),
+                                args.batch_tokens, args.batch_size)
+    if not args.sequential_tokenizer:
+        os.environ["INFERQ_TOKENIZER_PARALLEL"] = "1"
     os.environ["INFERQ_SIM_BATCH_MS"] = str(args.batch_ms)
     os.environ["INFERQ_SIM_TOKEN_US"] = str(args.token_us)
-    print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars")
+    shapes = ("CPU-tuned model config" if args.cpu_shapes else
+              f"accelerator batches: {args.batch_tokens} tokens / {args.batch_size} rows")
+    tokenizer = "one core" if args.sequential_tokenizer else "every core"
+    print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars; {shapes}; "
+          f"scheduler tokenizes on {tokenizer}")
     with running(repo, "simulated") as svc:
         runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_port, svc.pids,
                                    args.profile))

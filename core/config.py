@@ -128,6 +128,11 @@ class Settings:
     names the models without a runner either way."""
 
     # --- scheduler: fair share, batch formation, pacing ---
+    tokenizer_parallel: bool = False
+    """Tokenize a chunk on every core of the scheduler's machine instead of one. On for
+    accelerator runners (``inferq dev`` turns it on for ``tensorrt`` and ``simulated``) or a
+    scheduler with cores of its own; off where a CPU runner shares the cores, since the
+    fan-out stalls its inference."""
     runner_queue_s: float = 0.05
     """Work formed ahead for each live runner, in seconds of its measured throughput: on
     top of the batch each runner asks for, enough batches wait in BATCHES to keep a fast

@@ -104,6 +104,8 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
         })
         if backend:
             env["INFERQ_BACKEND"] = backend
+            if backend.startswith("tensorrt") or backend == "simulated":
+                env.setdefault("INFERQ_TOKENIZER_PARALLEL", "1")  # no CPU inference to stall
         for role in ("runner", "scheduler", "gateway"):
             role_env = dict(env)
             if role != "gateway":

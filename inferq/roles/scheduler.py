@@ -21,9 +21,11 @@ class SchedulerRole:
     async def start(self) -> None:
         """Connect, make sure the streams exist, start forming batches."""
         s = self.settings
-        # Tokenize on one core (a worker thread, GIL released): fanning out to every core
-        # would stall a CPU runner beside it. Read by the tokenizers library at each call.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # Tokenize on one core (a worker thread, GIL released) unless told the cores are
+        # ours: fanning out would stall a CPU runner beside it. The tokenizers library reads
+        # this variable at each call; an operator's own setting wins.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM",
+                              "true" if s.tokenizer_parallel else "false")
         self._nc = await bus.connect(s.nats_url, "inferq-scheduler")
         await bus.provision_streams(self._nc.jetstream(), replicas=s.stream_replicas,
                                     dlq_max_age_s=s.result_ttl_s)
