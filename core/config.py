@@ -133,6 +133,17 @@ class Settings:
     accelerator runners (``inferq dev`` turns it on for ``tensorrt`` and ``simulated``) or a
     scheduler with cores of its own; off where a CPU runner shares the cores, since the
     fan-out stalls its inference."""
+    batch_time_budget_s: float = 0.1
+    """Longest a formed batch should run on the slowest live runner of its model, from the
+    padded tokens per second the runners measure (never fewer than 8 rows; the model's
+    token budget still applies). An urgent item waits behind the batch running and the one
+    prefetched, so this bounds interactive latency under load on slow (CPU) devices, for a
+    little throughput; an accelerator's batches hit the model's budget first. Applies only
+    while interactive work flows (``batch_time_budget_window_s``). 0: off."""
+    batch_time_budget_window_s: float = 10.0
+    """Batches are sized by ``batch_time_budget_s`` until this long after the model's last
+    interactive item; a batch-only backlog gets the model's full batches (its best
+    throughput). Longer covers sparser interactive traffic at a longer throughput cost."""
     runner_queue_s: float = 0.05
     """Work formed ahead for each live runner, in seconds of its measured throughput: on
     top of the batch each runner asks for, enough batches wait in BATCHES to keep a fast

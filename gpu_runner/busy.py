@@ -15,21 +15,21 @@ class BusyMeter:
 
     def __init__(self, window_s: float = 30.0):
         self._window = window_s
-        self._spans: deque[tuple[float, float, int]] = deque()
+        self._spans: deque[tuple[float, float, int, int]] = deque()
         self._lock = threading.Lock()
         self._started = time.monotonic()
 
     @contextmanager
-    def busy(self, items: int = 0):
-        """Time the block as busy, doing ``items`` items."""
+    def busy(self, items: int = 0, tokens: int = 0):
+        """Time the block as busy, doing ``items`` items of ``tokens`` padded tokens."""
         t0 = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
-                self._spans.append((t0, time.monotonic(), items))
+                self._spans.append((t0, time.monotonic(), items, tokens))
 
-    def _window_spans(self, now: float) -> tuple[float, list[tuple[float, float, int]]]:
+    def _window_spans(self, now: float) -> tuple[float, list[tuple[float, float, int, int]]]:
         start = max(now - self._window, self._started)
         with self._lock:
             while self._spans and self._spans[0][1] < start:
@@ -40,7 +40,7 @@ class BusyMeter:
         """Fraction of the window (or of the time since start, if shorter) spent busy."""
         now = time.monotonic() if now is None else now
         start, spans = self._window_spans(now)
-        busy = sum(min(e, now) - max(s, start) for s, e, _ in spans if e > start)
+        busy = sum(min(e, now) - max(s, start) for s, e, _, _ in spans if e > start)
         span = now - start
         return min(1.0, busy / span) if span > 0 else 0.0
 
@@ -48,6 +48,15 @@ class BusyMeter:
         """Items per second of busy time over the window; None before any work."""
         now = time.monotonic() if now is None else now
         _, spans = self._window_spans(now)
-        busy = sum(e - s for s, e, _ in spans)
-        items = sum(n for _, _, n in spans)
+        busy = sum(e - s for s, e, _, _ in spans)
+        items = sum(n for _, _, n, _ in spans)
         return items / busy if busy > 0 and items > 0 else None
+
+    def token_rate(self, now: float | None = None) -> float | None:
+        """Padded tokens per second of busy time over the window; None before any work. Sizes
+        batches by time (``Settings.batch_time_budget_s``), whatever their shape."""
+        now = time.monotonic() if now is None else now
+        _, spans = self._window_spans(now)
+        busy = sum(e - s for s, e, _, _ in spans)
+        tokens = sum(t for _, _, _, t in spans)
+        return tokens / busy if busy > 0 and tokens > 0 else None

@@ -103,7 +103,7 @@ class Inference:
 
     def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
                    client_ids: list[str | None]) -> np.ndarray:
-        with self._busy.busy(len(ids)):
+        with self._busy.busy(len(ids), ids.size):
             t0 = time.perf_counter()
             faults.crash_if_poison(client_ids)
             out = self._backend.run(ids, mask)

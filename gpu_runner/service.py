@@ -119,7 +119,7 @@ class Runner:
                 metrics.GPU_UTILISATION.labels(self._model, str(self._gpu_device)).set(util)
             try:
                 await self._registry.heartbeat(self._model, self._version, self._id, ratio,
-                                               self._busy.capacity())
+                                               self._busy.capacity(), self._busy.token_rate())
             except Exception:
                 log.debug("runner heartbeat failed", exc_info=True)
 

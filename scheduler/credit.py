@@ -10,6 +10,9 @@ from nats.js import errors as jserr
 from schemas import subjects
 from store.runners import RunnerRegistry
 
+TOKEN_RATE_REFRESH_S = 1.0
+"""How often the scheduler re-reads the runners' measured token rate (heartbeats come every
+few seconds)."""
 BATCH_ITEMS_ALPHA = 0.2
 """Weight of the newest batch in the running mean of items per batch."""
 
@@ -28,13 +31,15 @@ class RunnerCredit:
     """Reads the runners' room from their BATCHES consumer and the runner registry."""
 
     def __init__(self, js: JetStreamContext, runners: RunnerRegistry, *, batches_per_runner: int,
-                 queue_s: float = 0.0, max_batches: int = 8):
+                 queue_s: float = 0.0, max_batches: int = 8, time_budget_s: float = 0.0):
         self._js = js
         self._runners = runners
         self._per_runner = batches_per_runner
         self._queue_s = queue_s
         self._max_batches = max_batches
         self._batch_items: dict[tuple[str, int], float] = {}
+        self._time_budget_s = time_budget_s
+        self._token_rates: dict[tuple[str, int], tuple[float, float | None]] = {}
 
     def observe_batch(self, model: str, version: int, items: int) -> None:
         """A batch of ``items`` was published: the running mean sizes the time budget."""
@@ -42,6 +47,18 @@ class RunnerCredit:
         mean = self._batch_items.get(key)
         self._batch_items[key] = items if mean is None else (
             mean + BATCH_ITEMS_ALPHA * (items - mean))
+
+    async def token_budget(self, model: str, version: int, now: float) -> int | None:
+        """Padded tokens the slowest live runner of the model version runs in the time budget
+        (None: no budget, or no rate measured yet). The rate is read at most once a second."""
+        if self._time_budget_s <= 0:
+            return None
+        key = (model, version)
+        read_at, rate = self._token_rates.get(key, (float("-inf"), None))
+        if now - read_at >= TOKEN_RATE_REFRESH_S:
+            rate = await self._runners.token_rate(model, version)
+            self._token_rates[key] = (now, rate)
+        return int(self._time_budget_s * rate) if rate else None
 
     async def batches_wanted(self, model: str, version: int) -> int:
         """Batches to form now: one per runner pull request waiting on the model version's

@@ -96,6 +96,11 @@ class _Bucket:
         return min(heads, key=lambda i: i.enqueued_at) if heads else None
 
 
+MIN_TIMED_ROWS = 8
+"""Fewest rows a batch sized by time gets (where the config allows that many): below ~8 rows a
+CPU backend loses throughput quickly, above it barely gains."""
+
+
 class BatchFormer:
     """Owns the bucket queues; ``add`` items, then ``pop_ready`` the batches that should fire."""
 
@@ -107,6 +112,7 @@ class BatchFormer:
             raise ValueError("buckets must be positive sequence lengths")
         self._delay = dict(max_queue_delay)
         self._order = list(priority_order)
+        self._max_tokens, self._max_size = max_batch_tokens, max_batch_size
         self._buckets = {
             b: _Bucket(b, batch_capacity(b, max_batch_tokens=max_batch_tokens,
                                          max_batch_size=max_batch_size))
@@ -127,6 +133,16 @@ class BatchFormer:
     def capacity(self, bucket: int) -> int:
         """Items one batch of ``bucket`` holds (``models.config.batch_capacity``)."""
         return self._buckets[bucket].capacity
+
+    def limit_tokens(self, max_tokens: int | None) -> None:
+        """Cap each batch at ``max_tokens`` padded tokens (None: the config's budget only), but
+        never below ``MIN_TIMED_ROWS`` rows: batches sized by time on a slow device."""
+        budget = self._max_tokens if max_tokens is None else min(self._max_tokens, max_tokens)
+        for b in self._buckets.values():
+            full = batch_capacity(b.size, max_batch_tokens=self._max_tokens,
+                                  max_batch_size=self._max_size)
+            timed = batch_capacity(b.size, max_batch_tokens=budget, max_batch_size=self._max_size)
+            b.capacity = max(timed, min(MIN_TIMED_ROWS, full))
 
     def add(self, item: PendingItem) -> int:
         """Queue an item in its bucket; returns the bucket."""

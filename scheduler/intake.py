@@ -53,6 +53,8 @@ def place(pipe: ModelPipe, chunk: Chunk, key: ChunkKey, encoded: list, trace: st
     failed: list[FailedItem] = []
     expired = chunk.deadline is not None and wall >= chunk.deadline
     priority = Priority(chunk.priority)
+    if priority is Priority.INTERACTIVE:
+        pipe.interactive_seen = now
     for it, enc in zip(chunk.items, encoded, strict=True):
         if expired:
             failed.append(FailedItem(chunk.job_id, it.index, ErrorCode.DEADLINE_EXCEEDED.value,

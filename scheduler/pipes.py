@@ -35,6 +35,9 @@ class ModelPipe:
     no_credit: bool = False
     """The last credit check found the runners' queue full: formation waits for a runner to
     take a batch, whatever the formers' deadlines say."""
+    interactive_seen: float = float("-inf")
+    """When an interactive item last arrived (monotonic): batches are sized by time while
+    interactive traffic flows (``Settings.batch_time_budget_s``)."""
 
 
 class ModelPipes:

@@ -76,7 +76,8 @@ class Scheduler:
                                   refresh_s=s.lane_refresh_s)
         self._runner_credit = RunnerCredit(js, runners, batches_per_runner=s.batches_per_runner,
                                            queue_s=s.runner_queue_s,
-                                           max_batches=s.runner_queue_max_batches)
+                                           max_batches=s.runner_queue_max_batches,
+                                           time_budget_s=s.batch_time_budget_s)
         self._publisher = BatchPublisher(js)
         self._dispatch = Dispatch(self._held, Backoff(s.publish_backoff_s,
                                                       s.publish_backoff_max_s))
@@ -206,6 +207,10 @@ class Scheduler:
         """Decide the pipe's batches from its runners' credit, publish them in order; on the
         first failure the rest go back to the former. True if any batch was published."""
         credit = await self._credit(pipe)
+        timed = now - pipe.interactive_seen < self._s.batch_time_budget_window_s
+        pipe.former.limit_tokens(
+            await self._runner_credit.token_budget(pipe.name, pipe.version, now) if timed
+            else None)
         formed = self._dispatch.form(pipe, credit, now,
                                      hungry=self.held_items >= self.hold_limit)
         for n, fb in enumerate(formed):

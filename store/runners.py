@@ -22,11 +22,12 @@ class RunnerRegistry:
         self._r = redis
 
     async def heartbeat(self, model: str, version: int, runner_id: str, busy_ratio: float,
-                        capacity: float | None = None) -> None:
+                        capacity: float | None = None, token_rate: float | None = None) -> None:
         """Record that the runner is alive, with its busy ratio and measured capacity. Runners
         silent for four ``ALIVE_S`` are pruned; the keys expire eight after the last beat."""
         now = time.time()
-        stats = json.dumps({"busy": round(busy_ratio, 4), "capacity": capacity})
+        stats = json.dumps({"busy": round(busy_ratio, 4), "capacity": capacity,
+                            "tokens": token_rate})
         async with self._r.pipeline(transaction=True) as p:
             p.zadd(_key(model, version), {runner_id: now})
             p.zremrangebyscore(_key(model, version), "-inf", now - 4 * ALIVE_S)
@@ -48,12 +49,25 @@ class RunnerRegistry:
 
     async def capacity(self, model: str, version: int) -> float | None:
         """Mean measured items/s per fully busy runner among live ones (None: no data yet)."""
+        return await self._mean_stat(model, version, "capacity")
+
+    async def token_rate(self, model: str, version: int) -> float | None:
+        """The slowest live runner's measured padded tokens/s when busy (None: no data yet):
+        a batch sized by time must fit the slowest runner that may take it."""
+        rates = await self._stats(model, version, "tokens")
+        return min(rates) if rates else None
+
+    async def _mean_stat(self, model: str, version: int, name: str) -> float | None:
+        values = await self._stats(model, version, name)
+        return sum(values) / len(values) if values else None
+
+    async def _stats(self, model: str, version: int, name: str) -> list[float]:
+        """Stat ``name`` of every live runner that has reported it."""
         alive = await self._r.zrangebyscore(_key(model, version), time.time() - ALIVE_S, "+inf")
         if not alive:
-            return None
+            return []
         raw = await self._r.hmget(f"{_key(model, version)}:stats", alive)
-        caps = [c for r in raw if r and (c := json.loads(r).get("capacity"))]
-        return sum(caps) / len(caps) if caps else None
+        return [v for r in raw if r and (v := json.loads(r).get(name))]
 
     async def count_inferred(self, model: str, version: int, items: int) -> None:
         """Items run through the backend, duplicates included: against the items counted

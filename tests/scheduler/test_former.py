@@ -155,3 +155,17 @@ def test_hunger_never_puts_a_partial_batch_ahead_of_a_full_or_overdue_one() -> N
     assert [(b.bucket, b.reason) for b in order] == [
         (16, FireReason.FULL), (64, FireReason.DELAY), (128, FireReason.HUNGRY),
         (256, FireReason.HUNGRY)]
+
+
+def test_batches_sized_by_time_shrink_to_the_token_budget_but_keep_eight_rows() -> None:
+    f = BatchFormer([16, 64, 256], max_batch_tokens=2048, max_batch_size=64,
+                    max_queue_delay={Priority.INTERACTIVE: 0.01, Priority.BATCH: 0.05})
+    assert [f.capacity(b) for b in (16, 64, 256)] == [64, 32, 8]
+    f.limit_tokens(640)  # e.g. 0.1 s of a device that runs 6,400 padded tokens a second
+    assert [f.capacity(b) for b in (16, 64, 256)] == [40, 10, 8]
+    f.limit_tokens(64)
+    assert [f.capacity(b) for b in (16, 64, 256)] == [8, 8, 8]
+    f.limit_tokens(None)
+    assert [f.capacity(b) for b in (16, 64, 256)] == [64, 32, 8]
+    f.limit_tokens(1_000_000)  # a fast device: the model's own budget still applies
+    assert [f.capacity(b) for b in (16, 64, 256)] == [64, 32, 8]
