@@ -16,6 +16,7 @@ English text (Python standard library docstrings), after a warm-up job:
     python bench/bench_pipeline.py --batch-ms 2 --token-us 1  # a device with a cost per batch
     python bench/bench_pipeline.py --quick                  # 2,000 items, one job (CI-sized)
     python bench/bench_pipeline.py --cpu-shapes             # the CPU-tuned batch budget
+    python bench/bench_pipeline.py --scale-out --batch-ms 20 --token-us 5  # 2+2 against 1+1
 
 Batches are shaped for an accelerator by default: the model's files with a config whose
 budget is 16,384 padded tokens and 256 rows per batch (a GPU takes batches far larger than
@@ -57,16 +58,17 @@ async def wait_done(client: httpx.AsyncClient, job_id: str, every: float) -> dic
         await asyncio.sleep(every)
 
 
-async def device_seconds(port: int) -> float:
-    """The runner's summed backend time so far."""
-    return sum((await scrape(port, "inferq_inference_seconds_sum")).values())
+async def device_seconds(ports: tuple[int, ...]) -> float:
+    """The runners' summed backend time so far."""
+    return sum([sum((await scrape(port, "inferq_inference_seconds_sum")).values())
+                for port in ports])
 
 
-async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
+async def one_job(client: httpx.AsyncClient, body: dict, runner_ports: tuple[int, ...],
                   pids: dict[str, int], profile_dir: Path | None = None) -> dict:
     """Run one job alone: wall time, device time and CPU seconds per process over its window."""
     n = len(body["inputs"])
-    dev0 = await device_seconds(runner_port)
+    dev0 = await device_seconds(runner_ports)
     cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     spies = profile(pids, profile_dir) if profile_dir else []
     t0 = time.perf_counter()
@@ -80,27 +82,30 @@ async def one_job(client: httpx.AsyncClient, body: dict, runner_port: int,
         spy.send_signal(signal.SIGINT)
     for spy in spies:
         spy.wait(30)
-    device = await device_seconds(runner_port) - dev0
+    device = await device_seconds(runner_ports) - dev0
     assert doc["counts"]["succeeded"] == n, doc
+    runners = len(runner_ports)
     return dict(wall=wall, accepted=accepted, rate=n / wall, device=device,
-                device_rate=n / device if device else float("inf"), busy=device / wall,
+                device_rate=n * runners / device if device else float("inf"),
+                busy=device / wall / runners,
                 cpu_us={k: v / n * 1e6 for k, v in cpu.items()})
 
 
-async def measure(url: str, texts: list[str], jobs: int, runner_port: int,
+async def measure(url: str, texts: list[str], jobs: int, runner_ports: tuple[int, ...],
                   pids: dict[str, int], profile_dir: Path | None) -> list[dict]:
     """A warm-up job, then ``jobs`` measured ones."""
     body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
     async with httpx.AsyncClient(base_url=url, timeout=300, headers={
             "Authorization": f"Bearer {KEYS['big']}"}) as client:
         warm = {"model": "minilm", "inputs": body["inputs"][:1000]}
-        await one_job(client, warm, runner_port, pids)
-        return [await one_job(client, body, runner_port, pids, profile_dir if k == 0 else None)
+        await one_job(client, warm, runner_ports, pids)
+        return [await one_job(client, body, runner_ports, pids, profile_dir if k == 0 else None)
                 for k in range(jobs)]
 
 
-def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> None:
-    """Per job and the median: items/s, the device's own rate, busy ratio, CPU-µs per item."""
+def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> float:
+    """Per job and the median: items/s, the device's own rate (per runner), busy ratio,
+    CPU-µs per item; returns the median items/s."""
     print(f"\nsimulated device: {batch_ms} ms per batch + {token_us} µs per padded token; "
           f"{n}-item jobs")
     for k, r in enumerate(runs, 1):
@@ -114,6 +119,7 @@ def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> None:
     total = {p: statistics.median(r["cpu_us"][p] for r in runs) for p in procs}
     print("CPU µs per item (median): " + ", ".join(f"{p} {v:.0f}" for p, v in total.items())
           + f"; all {sum(total.values()):.0f}")
+    return med
 
 
 def accelerator_repo(src: Path, dst: Path, batch_tokens: int, batch_size: int) -> Path:
@@ -143,6 +149,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--sequential-tokenizer", action="store_true",
                     help="tokenize on one core (the default next to a CPU runner)")
+    ap.add_argument("--scale-out", action="store_true",
+                    help="also run two runners and two schedulers; print the ratio")
     ap.add_argument("--profile", type=Path, default=None,
                     help="write py-spy raw stacks per role for the first job here")
     args = ap.parse_args()
@@ -162,10 +170,17 @@ def main() -> None:
     tokenizer = "one core" if args.sequential_tokenizer else "every core"
     print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars; {shapes}; "
           f"scheduler tokenizes on {tokenizer}")
-    with running(repo, "simulated") as svc:
-        runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_port, svc.pids,
-                                   args.profile))
-    report(runs, n, args.batch_ms, args.token_us)
+    shapes = [(1, 1), (2, 2)] if args.scale_out else [(1, 1)]
+    rates = []
+    for runners, schedulers in shapes:
+        with running(repo, "simulated", runners=runners, schedulers=schedulers) as svc:
+            runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_ports, svc.pids,
+                                       args.profile))
+        print(f"\n== {runners} runner(s), {schedulers} scheduler(s)")
+        rates.append(report(runs, n, args.batch_ms, args.token_us))
+    if args.scale_out:
+        print(f"\nscale-out: 2 runners + 2 schedulers / 1 + 1 = {rates[1] / rates[0]:.2f}x "
+              "end to end (every job counted exactly once: succeeded == items)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port, nats_server, redis_server
 
 KEYS = {"big": "bench-key-big-000000", "small": "bench-key-small-00000"}
-ROLES = ("runner", "scheduler", "gateway")  # started in this order, stopped in reverse
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,14 @@ class Topology:
     runner_port: int
     pids: dict[str, int]
     tmp: Path
+    runner_ports: tuple[int, ...] = ()
+    """Every runner's metrics port (the first is ``runner_port``)."""
 
 
-def start_role(role: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
-    """``python -m inferq.cli <role>`` with its output in ``logs/<role>.log``."""
-    with open(logs / f"{role}.log", "ab") as log:  # the child keeps its own descriptor
+def start_role(role: str, env: dict[str, str], logs: Path,
+               name: str | None = None) -> subprocess.Popen:
+    """``python -m inferq.cli <role>`` with its output in ``logs/<name or role>.log``."""
+    with open(logs / f"{name or role}.log", "ab") as log:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "inferq.cli", role], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
 
@@ -60,7 +62,8 @@ def _wait_ready(url: str) -> None:
 
 @contextlib.contextmanager
 def running(model_repo: Path, backend: str, threads: int | None = None,
-            streams: int | None = None) -> Iterator[Topology]:
+            streams: int | None = None, *, runners: int = 1,
+            schedulers: int = 1) -> Iterator[Topology]:
     """The topology for the block's duration; roles get SIGTERM on the way out, then the
     servers stop. Logs stay in the temporary directory (printed by the caller if needed)."""
     tmp = Path(tempfile.mkdtemp(prefix="inferq-bench-"))
@@ -92,15 +95,20 @@ def running(model_repo: Path, backend: str, threads: int | None = None,
         env["INFERQ_BACKEND_THREADS"] = str(threads)
     if streams:
         env["INFERQ_BACKEND_STREAMS"] = str(streams)
-    role_env = {"runner": dict(env, INFERQ_METRICS_PORT=str(runner_port)),
-                "scheduler": dict(env, INFERQ_METRICS_PORT=str(sched_port)), "gateway": env}
-    procs = [start_role(role, role_env[role], tmp / "logs") for role in ROLES]
+    runner_ports = [runner_port] + [free_port() for _ in range(runners - 1)]
+    sched_ports = [sched_port] + [free_port() for _ in range(schedulers - 1)]
+    plan = ([(f"runner{k}" if k else "runner", "runner", dict(env, INFERQ_METRICS_PORT=str(p)))
+             for k, p in enumerate(runner_ports)]
+            + [(f"scheduler{k}" if k else "scheduler", "scheduler",
+                dict(env, INFERQ_METRICS_PORT=str(p))) for k, p in enumerate(sched_ports)]
+            + [("gateway", "gateway", env)])
+    procs = [start_role(role, role_env, tmp / "logs", name) for name, role, role_env in plan]
     try:
         url = f"http://127.0.0.1:{http_port}"
         _wait_ready(url)
-        pids = {role: p.pid for role, p in zip(ROLES, procs, strict=True)}
+        pids = {name: p.pid for (name, _, _), p in zip(plan, procs, strict=True)}
         pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
-        yield Topology(url, sched_port, runner_port, pids, tmp)
+        yield Topology(url, sched_port, runner_port, pids, tmp, tuple(runner_ports))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -138,5 +146,5 @@ def profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for role, pid in pids.items()
-        if role in ("runner", "scheduler", "gateway")
+        if role.startswith(("runner", "scheduler", "gateway"))
     ]
