@@ -25,7 +25,7 @@ from store.results.base import (
     decode_index_cursor,
     encode_index_cursor,
 )
-from store.results.codec import decode_output
+from store.results.codec import decode_output, is_simulated
 
 _JSON = msgspec.json.Encoder()
 
@@ -35,7 +35,8 @@ def to_result_item(r: ItemRecord) -> ResultItem:
     if r.status == ItemStatus.SUCCEEDED:
         return ResultItem(index=r.index, status=ItemStatus.SUCCEEDED,
                           model_version=r.model_version, id=r.client_id,
-                          output=decode_output(r.output) if r.output else None)
+                          output=decode_output(r.output) if r.output else None,
+                          simulated=bool(r.output) and is_simulated(r.output))
     return ResultItem(index=r.index, status=ItemStatus.FAILED, model_version=r.model_version,
                       id=r.client_id, error=ItemError(r.error_code or ErrorCode.INTERNAL_ERROR,
                                                       r.error_message or "",

@@ -29,9 +29,12 @@ def failed(item: BatchItem | FailedItem, err: ItemError, version: int, now: floa
                       error_message=err.message, error_retryable=err.retryable, finished_at=now)
 
 
-def succeeded(item: BatchItem, vector: np.ndarray, version: int, now: float) -> ItemRecord:
-    """An inferred item's record, its embedding encoded as the gateway reads it back."""
+def succeeded(item: BatchItem, vector: np.ndarray, version: int, now: float, *,
+              simulated: bool = False) -> ItemRecord:
+    """An inferred item's record, its embedding encoded as the gateway reads it back
+    (``simulated``: made by the simulated device, and the results will say so)."""
     return ItemRecord(job_id=item.job_id, index=item.index, status=ItemStatus.SUCCEEDED,
                       model_version=version, client_id=item.client_id,
-                      output=pack_embedding(vector, len(item.token_ids), item.truncated),
+                      output=pack_embedding(vector, len(item.token_ids), item.truncated,
+                                            simulated=simulated),
                       finished_at=now)

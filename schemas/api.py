@@ -83,6 +83,9 @@ class ResultItem(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str | None = None
     output: EmbeddingOutput | None = None
     error: ItemError | None = None
+    simulated: bool = False
+    """True when the simulated device (benchmarks, capacity planning) made the output: no
+    model ran and the vector carries no meaning. Absent otherwise."""
 
 
 class ResultsPage(msgspec.Struct, frozen=True):

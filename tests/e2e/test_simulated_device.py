@@ -38,6 +38,7 @@ async def test_every_item_gets_the_vector_of_its_own_text(settings, model_repo, 
     assert [it["index"] for it in items] == list(range(len(texts)))
     for it in items:
         assert it["id"] == str(it["index"])
+        assert it["simulated"] is True  # no model ran, and the result says so
         got = np.asarray(it["output"]["embedding"], dtype=np.float32)
         np.testing.assert_array_equal(got, expected[it["index"]], err_msg=f"item {it['index']}")
     repeat = items[len(texts) - 1]["output"]["embedding"]
