@@ -51,9 +51,9 @@ class LoadView:
         for model in set(per_model) | set(known):
             rate = 0.0
             for version in known.get(model, []):
-                cap = await self._registry.capacity(model, version)
-                if cap:
-                    rate += cap * await self._registry.count(model, version)
+                pool = await self._registry.pool(model, version)
+                if pool.capacity:
+                    rate += pool.capacity * pool.count
             sample[model] = ModelLoad(per_model.get(model, 0), rate or None)
         self._models = sample
 

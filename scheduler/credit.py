@@ -8,11 +8,11 @@ from nats.js import JetStreamContext
 from nats.js import errors as jserr
 
 from schemas import subjects
-from store.runners import RunnerRegistry
+from store.runners import RunnerPool, RunnerRegistry
 
-TOKEN_RATE_REFRESH_S = 1.0
-"""How often the scheduler re-reads the runners' measured token rate (heartbeats come every
-few seconds)."""
+POOL_REFRESH_S = 1.0
+"""How often the scheduler re-reads the runner registry (live runners, their measured speed):
+heartbeats come every few seconds, so reading it on every step would only add round trips."""
 BATCH_ITEMS_ALPHA = 0.2
 """Weight of the newest batch in the running mean of items per batch."""
 
@@ -39,7 +39,7 @@ class RunnerCredit:
         self._max_batches = max_batches
         self._batch_items: dict[tuple[str, int], float] = {}
         self._time_budget_s = time_budget_s
-        self._token_rates: dict[tuple[str, int], tuple[float, float | None]] = {}
+        self._pools: dict[tuple[str, int], tuple[float, RunnerPool]] = {}
 
     def observe_batch(self, model: str, version: int, items: int) -> None:
         """A batch of ``items`` was published: the running mean sizes the time budget."""
@@ -48,19 +48,24 @@ class RunnerCredit:
         self._batch_items[key] = items if mean is None else (
             mean + BATCH_ITEMS_ALPHA * (items - mean))
 
+    async def _pool(self, model: str, version: int, now: float) -> RunnerPool:
+        """The registry's view of the version's runners, read at most once a second."""
+        key = (model, version)
+        cached = self._pools.get(key)
+        if cached is None or now - cached[0] >= POOL_REFRESH_S:
+            cached = (now, await self._runners.pool(model, version))
+            self._pools[key] = cached
+        return cached[1]
+
     async def token_budget(self, model: str, version: int, now: float) -> int | None:
         """Padded tokens the slowest live runner of the model version runs in the time budget
-        (None: no budget, or no rate measured yet). The rate is read at most once a second."""
+        (None: no budget, or no rate measured yet)."""
         if self._time_budget_s <= 0:
             return None
-        key = (model, version)
-        read_at, rate = self._token_rates.get(key, (float("-inf"), None))
-        if now - read_at >= TOKEN_RATE_REFRESH_S:
-            rate = await self._runners.token_rate(model, version)
-            self._token_rates[key] = (now, rate)
+        rate = (await self._pool(model, version, now)).token_rate
         return int(self._time_budget_s * rate) if rate else None
 
-    async def batches_wanted(self, model: str, version: int) -> int:
+    async def batches_wanted(self, model: str, version: int, now: float) -> int:
         """Batches to form now: one per runner pull request waiting on the model version's
         BATCHES consumer (each runner asks for its next batch while it runs one), plus work
         formed ahead per live runner (``batches_per_runner``, or ``runner_queue_s`` of its
@@ -71,10 +76,13 @@ class RunnerCredit:
                                                 subjects.runner_consumer(model, version))
         except jserr.NotFoundError:  # no runner has ever started
             return 0
-        ahead = self._per_runner
+        queued = 0
         mean = self._batch_items.get((model, version))
-        if self._queue_s > 0 and mean:
-            capacity = await self._runners.capacity(model, version)
-            ahead = max(ahead, batches_ahead(self._queue_s, capacity, mean, self._max_batches))
-        queued = ahead * await self._runners.count(model, version) if ahead else 0
+        if self._per_runner or (self._queue_s > 0 and mean):
+            pool = await self._pool(model, version, now)
+            ahead = self._per_runner
+            if self._queue_s > 0 and mean:
+                ahead = max(ahead, batches_ahead(self._queue_s, pool.capacity, mean,
+                                                 self._max_batches))
+            queued = ahead * pool.count
         return (info.num_waiting or 0) + queued - (info.num_pending or 0)

@@ -113,6 +113,7 @@ class BatchFormer:
         self._delay = dict(max_queue_delay)
         self._order = list(priority_order)
         self._max_tokens, self._max_size = max_batch_tokens, max_batch_size
+        self._budget = max_batch_tokens
         self._buckets = {
             b: _Bucket(b, batch_capacity(b, max_batch_tokens=max_batch_tokens,
                                          max_batch_size=max_batch_size))
@@ -138,6 +139,9 @@ class BatchFormer:
         """Cap each batch at ``max_tokens`` padded tokens (None: the config's budget only), but
         never below ``MIN_TIMED_ROWS`` rows: batches sized by time on a slow device."""
         budget = self._max_tokens if max_tokens is None else min(self._max_tokens, max_tokens)
+        if budget == self._budget:
+            return  # called on every scheduler step: recompute only when the budget moves
+        self._budget = budget
         for b in self._buckets.values():
             full = batch_capacity(b.size, max_batch_tokens=self._max_tokens,
                                   max_batch_size=self._max_size)

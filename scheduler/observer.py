@@ -80,10 +80,9 @@ class QueueObserver:
             version = versions.get(model)
             if version is None:
                 continue
-            cap = await self._registry.capacity(model, version)
-            live = await self._registry.count(model, version)
+            pool = await self._registry.pool(model, version)
             metrics.DESIRED_RUNNERS.labels(model).set(
-                desired_runners(n, cap, self._target, live))
+                desired_runners(n, pool.capacity, self._target, pool.count))
 
     async def _oldest_age(self, lane: Lane, wall: float) -> float | None:
         subject = subjects.job_subject(lane.model, lane.priority, lane.tenant)

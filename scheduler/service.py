@@ -226,7 +226,8 @@ class Scheduler:
 
     async def _credit(self, pipe: ModelPipe) -> int:
         """Batches the pipe's runners can take now (``RunnerCredit``)."""
-        return await self._runner_credit.batches_wanted(pipe.name, pipe.version)
+        return await self._runner_credit.batches_wanted(pipe.name, pipe.version,
+                                                        time.monotonic())
 
     async def _ack_settled(self) -> None:
         for key in self._held.settled():

@@ -5,10 +5,21 @@ from __future__ import annotations
 import json
 import time
 
+import msgspec
 import redis.asyncio as aioredis
 
 ALIVE_S = 15.0
 """Seconds since its last heartbeat within which a runner counts as alive."""
+
+
+class RunnerPool(msgspec.Struct, frozen=True):
+    """The live runners of one model version, as their heartbeats last reported them."""
+
+    count: int
+    capacity: float | None
+    """Mean items/s per fully busy runner (None: nothing measured yet)."""
+    token_rate: float | None
+    """The slowest runner's padded tokens/s when busy: a batch sized by time must fit it."""
 
 
 def _key(model: str, version: int) -> str:
@@ -47,27 +58,17 @@ class RunnerRegistry:
         """Runners of the model version heard from within ``ALIVE_S``."""
         return int(await self._r.zcount(_key(model, version), time.time() - ALIVE_S, "+inf"))
 
-    async def capacity(self, model: str, version: int) -> float | None:
-        """Mean measured items/s per fully busy runner among live ones (None: no data yet)."""
-        return await self._mean_stat(model, version, "capacity")
-
-    async def token_rate(self, model: str, version: int) -> float | None:
-        """The slowest live runner's measured padded tokens/s when busy (None: no data yet):
-        a batch sized by time must fit the slowest runner that may take it."""
-        rates = await self._stats(model, version, "tokens")
-        return min(rates) if rates else None
-
-    async def _mean_stat(self, model: str, version: int, name: str) -> float | None:
-        values = await self._stats(model, version, name)
-        return sum(values) / len(values) if values else None
-
-    async def _stats(self, model: str, version: int, name: str) -> list[float]:
-        """Stat ``name`` of every live runner that has reported it."""
+    async def pool(self, model: str, version: int) -> RunnerPool:
+        """The live runners of the model version and what they measured, in two reads."""
         alive = await self._r.zrangebyscore(_key(model, version), time.time() - ALIVE_S, "+inf")
         if not alive:
-            return []
+            return RunnerPool(0, None, None)
         raw = await self._r.hmget(f"{_key(model, version)}:stats", alive)
-        return [v for r in raw if r and (v := json.loads(r).get(name))]
+        stats = [json.loads(r) for r in raw if r]
+        caps = [c for st in stats if (c := st.get("capacity"))]
+        rates = [t for st in stats if (t := st.get("tokens"))]
+        return RunnerPool(len(alive), sum(caps) / len(caps) if caps else None,
+                          min(rates) if rates else None)
 
     async def count_inferred(self, model: str, version: int, items: int) -> None:
         """Items run through the backend, duplicates included: against the items counted
