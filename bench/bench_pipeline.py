@@ -32,11 +32,9 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -44,24 +42,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import texts_for
-from bench.topology import KEYS, cpu_seconds, profile, running, scrape
+from bench.topology import KEYS, device_seconds, running, timed_job
 from models.build import ensure_default_model
-from schemas.states import TERMINAL_JOB
-
-
-async def wait_done(client: httpx.AsyncClient, job_id: str, every: float) -> dict:
-    """Poll until the job is terminal; its status document."""
-    while True:
-        doc = (await client.get(f"/v1/jobs/{job_id}")).raise_for_status().json()
-        if doc["status"] in TERMINAL_JOB:
-            return doc
-        await asyncio.sleep(every)
-
-
-async def device_seconds(ports: tuple[int, ...]) -> float:
-    """The runners' summed backend time so far."""
-    return sum([sum((await scrape(port, "inferq_inference_seconds_sum")).values())
-                for port in ports])
 
 
 async def one_job(client: httpx.AsyncClient, body: dict, runner_ports: tuple[int, ...],
@@ -69,26 +51,13 @@ async def one_job(client: httpx.AsyncClient, body: dict, runner_ports: tuple[int
     """Run one job alone: wall time, device time and CPU seconds per process over its window."""
     n = len(body["inputs"])
     dev0 = await device_seconds(runner_ports)
-    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
-    spies = profile(pids, profile_dir) if profile_dir else []
-    t0 = time.perf_counter()
-    r = await client.post("/v1/jobs", json=body)
-    r.raise_for_status()
-    accepted = time.perf_counter() - t0
-    doc = await wait_done(client, r.json()["job_id"], 0.02)
-    wall = time.perf_counter() - t0
-    cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)
-    for spy in spies:
-        spy.wait(30)
+    job = await timed_job(client, body, pids, every=0.02, profile_dir=profile_dir)
     device = await device_seconds(runner_ports) - dev0
-    assert doc["counts"]["succeeded"] == n, doc
     runners = len(runner_ports)
-    return dict(wall=wall, accepted=accepted, rate=n / wall, device=device,
+    return dict(wall=job.wall, accepted=job.accepted, rate=n / job.wall, device=device,
                 device_rate=n * runners / device if device else float("inf"),
-                busy=device / wall / runners,
-                cpu_us={k: v / n * 1e6 for k, v in cpu.items()})
+                busy=device / job.wall / runners,
+                cpu_us={k: v / n * 1e6 for k, v in job.cpu.items()})
 
 
 async def measure(url: str, texts: list[str], jobs: int, runner_ports: tuple[int, ...],

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import sys
 import time
@@ -43,26 +42,17 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import alone_configs, backend_alone, padding, texts_for
-from bench.topology import KEYS, cpu_seconds, profile, running, scrape
+from bench.topology import KEYS, device_seconds, running, scrape, timed_job, wait_done
 from models.build import ensure_default_model
 from models.repository import ModelRepository
 from models.tokenize import Encoded, TextTokenizer
-from schemas.states import TERMINAL_JOB, Priority
+from schemas.states import Priority
 
 
 def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank) of ``values``."""
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
-async def wait_done(c: httpx.AsyncClient, job: str, poll: float) -> dict:
-    """Poll every ``poll`` seconds until the job is terminal; its status document."""
-    while True:
-        doc = (await c.get(f"/v1/jobs/{job}")).json()
-        if doc["status"] in TERMINAL_JOB:
-            return doc
-        await asyncio.sleep(poll)
 
 
 async def one_item_latency(c: httpx.AsyncClient, text: str) -> float:
@@ -82,25 +72,13 @@ async def efficiency_job(
     runner's busy ratio and each process's CPU seconds over its window."""
     n = len(body["inputs"])
     before = await scrape(sched_port, "inferq_batch_size_bucket")
-    infer_before = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
-    cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
-    spies = profile(pids, profile_dir) if profile_dir else []
-    t0 = time.perf_counter()
-    r = await big.post("/v1/jobs", json=body)
-    r.raise_for_status()
-    accepted = time.perf_counter() - t0
-    doc = await wait_done(big, r.json()["job_id"], 0.1)
-    wall = time.perf_counter() - t0
-    cpu = {k: cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()}
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)
-    for spy in spies:
-        spy.wait(30)
-    assert doc["counts"]["succeeded"] == n, doc
+    infer_before = await device_seconds((runner_port,))
+    job = await timed_job(big, body, pids, every=0.1, profile_dir=profile_dir)
+    wall, accepted, cpu, doc = job.wall, job.accepted, job.cpu, job.doc
     stamps = {k: datetime.fromisoformat(doc[k]).timestamp()
               for k in ("created_at", "started_at", "finished_at")}
     after = await scrape(sched_port, "inferq_batch_size_bucket")
-    infer_after = sum((await scrape(runner_port, "inferq_inference_seconds_sum")).values())
+    infer_after = await device_seconds((runner_port,))
     return dict(
         wall=wall,
         rate=n / wall,

@@ -8,9 +8,11 @@ never bind. Plus what a benchmark reads off the processes: their metrics and CPU
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ import httpx
 
 from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port, nats_server, redis_server
+from schemas.states import TERMINAL_JOB
 
 KEYS = {"big": "bench-key-big-000000", "small": "bench-key-small-00000"}
 
@@ -148,3 +151,50 @@ def profile(pids: dict[str, int], out: Path) -> list[subprocess.Popen]:
         for role, pid in pids.items()
         if role.startswith(("runner", "scheduler", "gateway"))
     ]
+
+
+async def wait_done(client: httpx.AsyncClient, job_id: str, every: float) -> dict:
+    """Poll every ``every`` seconds until the job is terminal; its status document."""
+    while True:
+        doc = (await client.get(f"/v1/jobs/{job_id}")).raise_for_status().json()
+        if doc["status"] in TERMINAL_JOB:
+            return doc
+        await asyncio.sleep(every)
+
+
+async def device_seconds(ports: tuple[int, ...]) -> float:
+    """The runners' summed backend time so far (the ``inferq_inference_seconds`` sums)."""
+    return sum([sum((await scrape(port, "inferq_inference_seconds_sum")).values())
+                for port in ports])
+
+
+@dataclass(frozen=True)
+class TimedJob:
+    """One job run alone: its final status, when it was accepted and done (seconds from the
+    POST), and each process's CPU seconds over that window."""
+
+    doc: dict
+    accepted: float
+    wall: float
+    cpu: dict[str, float]
+
+
+async def timed_job(client: httpx.AsyncClient, body: dict, pids: dict[str, int], *,
+                    every: float, profile_dir: Path | None = None) -> TimedJob:
+    """POST the job, poll it to terminal every ``every`` seconds; every item must succeed.
+    ``profile_dir``: py-spy stacks of the roles over the same window."""
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    spies = profile(pids, profile_dir) if profile_dir else []
+    t0 = time.perf_counter()
+    r = await client.post("/v1/jobs", json=body)
+    r.raise_for_status()
+    accepted = time.perf_counter() - t0
+    doc = await wait_done(client, r.json()["job_id"], every)
+    wall = time.perf_counter() - t0
+    cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(30)
+    assert doc["counts"]["succeeded"] == len(body["inputs"]), doc
+    return TimedJob(doc, accepted, wall, cpu)
