@@ -83,10 +83,10 @@ class Inference:
         metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
         self._tally.add(len(items))
         now = time.time()
-        simulated = self._backend.name == "simulated"
         out = []
         for it, vec in zip(items, vectors, strict=True):
-            out.append(records.succeeded(it, vec, self._version, now, simulated=simulated))
+            out.append(records.succeeded(it, vec, self._version, now,
+                                         simulated=self._backend.simulated))
             if it.enqueued_at:
                 metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
         return out

@@ -94,6 +94,8 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     precision: str
+    simulated: ClassVar[bool] = False
+    """True for a backend that runs no model (its results say so)."""
 
     def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int | None = None):
         self.version_dir = Path(version_dir)
