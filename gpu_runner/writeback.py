@@ -49,16 +49,16 @@ class WriteBack:
         batch (a write per batch queues behind the write-back's transactions). A restarted
         runner writes again; the store's update is idempotent."""
 
-    async def done_items(self, job_id: str, indexes: list[int]) -> set[int]:
-        """Which of these items were already counted (by a runner that crashed before its ack)."""
-        return await done_items(self._redis, self._cache.key(job_id), indexes)
-
     async def not_counted(self, items: list[BatchItem]) -> list[BatchItem]:
-        """The items no runner has counted yet (one marker read per job)."""
+        """The items no runner has counted yet, e.g. left by a runner that crashed before its
+        ack (one marker read per job)."""
+        by_job: dict[str, list[int]] = defaultdict(list)
+        for it in items:
+            by_job[it.job_id].append(it.index)
         done: set[tuple[str, int]] = set()
-        for job_id in {it.job_id for it in items}:
-            idx = [it.index for it in items if it.job_id == job_id]
-            done |= {(job_id, i) for i in await self.done_items(job_id, idx)}
+        for job_id, indexes in by_job.items():
+            counted = await done_items(self._redis, self._cache.key(job_id), indexes)
+            done |= {(job_id, i) for i in counted}
         return [it for it in items if (it.job_id, it.index) not in done]
 
     async def mark_running(self, job_ids_to_indexes: dict[str, list[int]], now: float) -> dict[
