@@ -21,6 +21,7 @@ from models.repository import ModelRepository
 from store.endschedule import EndSchedule
 from store.jobstate import JobStateCache
 from store.ratelimit import RateLimiter
+from store.redis_client import open_redis
 from store.redis_errors import check_noeviction
 from store.results import open_result_store
 from store.results.base import ResultStore
@@ -55,8 +56,7 @@ class GatewayServices:
         if not len(tenants):
             log.warning("no tenants configured (INFERQ_TENANTS_FILE): every request is a 401")
         repo = ModelRepository(settings.model_repo)
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                        socket_connect_timeout=2, health_check_interval=10)
+        redis = open_redis(settings.redis_url)
         await check_noeviction(redis)
         store = open_result_store(settings.results_url)
         nc = await bus.connect(settings.nats_url, "inferq-gateway")

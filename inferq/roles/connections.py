@@ -1,17 +1,8 @@
-"""Connections every role opens the same way: Redis with timeouts, NATS closed politely."""
+"""Closing a role's NATS connection politely (Redis is opened by ``store.redis_client``)."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
-
-from core.config import Settings
-
-
-def open_redis(settings: Settings) -> aioredis.Redis:
-    """A Redis client that fails fast (2 s connect, 5 s per call) and checks idle sockets."""
-    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                   health_check_interval=10)
 
 
 async def close_nats(nc: NATS) -> None:

@@ -9,9 +9,10 @@ from core import bus
 from core.config import Settings
 from gpu_runner.backends import create_backend
 from gpu_runner.service import Runner
-from inferq.roles.connections import close_nats, open_redis
+from inferq.roles.connections import close_nats
 from models.repository import ModelRepository
 from store.jobstate import JobStateCache
+from store.redis_client import open_redis
 from store.redis_errors import check_noeviction
 from store.results import open_result_store
 from store.runners import RunnerRegistry
@@ -37,7 +38,7 @@ class RunnerRole:
                                  sim_token_us=s.sim_token_us)
         await asyncio.to_thread(backend.warmup)
         self._backend = backend
-        self._redis = open_redis(s)
+        self._redis = open_redis(s.redis_url)
         await check_noeviction(self._redis)
         self._store = open_result_store(s.results_url)
         self._nc = await bus.connect(s.nats_url, "inferq-runner")

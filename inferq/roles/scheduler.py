@@ -7,8 +7,9 @@ import os
 from core import bus
 from core.config import Settings
 from core.tenants import TenantDirectory
-from inferq.roles.connections import close_nats, open_redis
+from inferq.roles.connections import close_nats
 from scheduler.service import Scheduler
+from store.redis_client import open_redis
 
 
 class SchedulerRole:
@@ -29,7 +30,7 @@ class SchedulerRole:
         self._nc = await bus.connect(s.nats_url, "inferq-scheduler")
         await bus.provision_streams(self._nc.jetstream(), replicas=s.stream_replicas,
                                     dlq_max_age_s=s.result_ttl_s)
-        self._redis = open_redis(s)
+        self._redis = open_redis(s.redis_url)
         tenants = TenantDirectory.load(s.tenants_file)
         weights = tenants.weights()
         self.scheduler = Scheduler(s, self._nc, self._redis, lambda t: weights.get(t, 1.0))
