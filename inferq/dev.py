@@ -13,7 +13,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -67,13 +66,37 @@ OpenAPI: {url}/schema   Metrics: {url}/metrics   Stop: Ctrl-C
 """
 
 
+class StopFlag:
+    """Set by the signal handlers, polled by the main loop. Not a ``threading.Event``: its
+    ``set()`` takes a lock, and a second signal arriving inside the first handler's ``set()``
+    (Ctrl-C twice, or a supervisor forwarding the signal it got) deadlocked on it."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Ask to stop (safe to call from a signal handler, any number of times)."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early (within 50 ms) once set; is it set?"""
+        deadline = time.monotonic() + timeout
+        while not self._set and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self._set
+
+
 def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | None) -> int:
     """Run the embedded stack until SIGINT/SIGTERM (the handlers only set an event); returns
     the exit code, 1 when a child fails to start or exits."""
     state = state_dir.resolve()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     base = Settings.load()
-    stop = threading.Event()
+    stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
@@ -133,7 +156,7 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
             s.stop()
 
 
-def _wait_ready(port: int, children, stop: threading.Event, timeout: float = 180.0) -> bool:
+def _wait_ready(port: int, children, stop: StopFlag, timeout: float = 180.0) -> bool:
     import urllib.request
 
     deadline = time.monotonic() + timeout
