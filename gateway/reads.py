@@ -116,12 +116,18 @@ class JobReader:
         while True:  # keyset pages over the rows: O(page) memory whatever the job's size
             rows = await self._store.get_items(job.job_id, status=None, after_index=nxt - 1,
                                                limit=page_size)
+            counted_failed = await self._counted_failed(job.job_id, rows, ended)
             for r in rows:
                 if ended is not None:
                     for index in range(nxt, r.index):
                         yield ResultItem(index=index, status=ItemStatus.FAILED,
                                          model_version=job.model_version, error=ended)
-                yield to_result_item(r)
+                if r.index in counted_failed:
+                    yield ResultItem(index=r.index, status=ItemStatus.FAILED,
+                                     model_version=job.model_version, id=r.client_id,
+                                     error=ended)
+                else:
+                    yield to_result_item(r)
                 nxt = r.index + 1
             if len(rows) < page_size:
                 break
@@ -129,6 +135,17 @@ class JobReader:
             for index in range(nxt, job.total):
                 yield ResultItem(index=index, status=ItemStatus.FAILED,
                                  model_version=job.model_version, error=ended)
+
+    async def _counted_failed(self, job_id: str, rows: list[ItemRecord],
+                              ended: ItemError | None) -> set[int]:
+        """After a job-level end, the rows that say succeeded although Redis counted the item
+        failed: a batch wrote them between the end's count and its own (refused) one, and the
+        end has not replaced them yet. They are reported as Redis counted them."""
+        if ended is None:
+            return set()
+        won = [r.index for r in rows if r.status == ItemStatus.SUCCEEDED]
+        marks = await self._cache.marks_of(job_id, won)
+        return {i for i, status in marks.items() if status == ItemStatus.FAILED}
 
     async def list(self, tenant: str, *, cursor: str | None, limit: int) -> JobList:
         """A page of the tenant's live jobs, newest first, as status documents (from Redis,

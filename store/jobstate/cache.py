@@ -13,7 +13,7 @@ non-marker fields, O(1) however many items the job has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from store.jobstate.records import (
 )
 from store.jobstate.restore import plan_restore
 from store.jobstate.snapshot import JobStatusSnapshot
-from store.markers import decode_marker, marker_index, result_marker
+from store.markers import decode_marker, marker_field, marker_index, result_marker
 from store.redis_errors import CacheMiss, redis_errors
 
 _SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
@@ -188,6 +188,14 @@ class JobStateCache:
             return None
         return {index: decode_marker(v) for k, v in raw.items()
                 if (index := marker_index(k)) is not None}
+
+    async def marks_of(self, job_id: str, indexes: Sequence[int]) -> dict[int, ItemStatus]:
+        """The markers of ``indexes`` that have one (one HMGET): what Redis counted for them."""
+        if not indexes:
+            return {}
+        with redis_errors("marks_of"):
+            raw = await self._redis.hmget(self.key(job_id), [marker_field(i) for i in indexes])
+        return {i: decode_marker(m) for i, m in zip(indexes, raw, strict=True) if m is not None}
 
     async def delete(self, job_id: str) -> bool:
         """Drop the job's hash (tests use it to simulate a cache loss)."""

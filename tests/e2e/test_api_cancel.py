@@ -107,6 +107,29 @@ async def test_a_row_a_racing_batch_wrote_is_replaced_because_redis_counted_it_f
                                                                        "c1")
 
 
+async def test_a_racing_row_reads_as_redis_counted_it_before_the_end_replaces_it(
+        settings, monkeypatch) -> None:
+    async with running(settings) as svc, svc.client() as c:
+        job_id = (await c.post("/v1/jobs", json=job(3))).json()["job_id"]
+        gw = services(svc)
+        row = ItemRecord(job_id, 1, "succeeded", 1, client_id="c1", output=VEC,
+                         finished_at=time.time())
+        await gw.store.upsert_items([row])
+
+        async def slow(*_a, **_k):
+            raise RuntimeError("the end has not replaced the rows yet (simulated)")
+
+        monkeypatch.setattr(gw.store, "replace_items", slow)
+        assert_problem(await c.post(f"/v1/jobs/{job_id}/cancel"), 500, "internal_error")
+        doc = (await c.get(f"/v1/jobs/{job_id}")).json()
+        assert (doc["status"], doc["counts"]["failed"]) == ("failed", 3)
+        items = await all_results(c, job_id)
+        assert [(i["status"], i["error"]["code"]) for i in items] == [("failed", "cancelled")] * 3
+        assert items[1]["id"] == "c1"
+        page = (await c.get(f"/v1/jobs/{job_id}/results?status=succeeded")).json()
+        assert page["items"] == []
+
+
 async def test_a_cancel_cut_short_is_completed_by_a_retry(settings, monkeypatch) -> None:
     async with running(settings) as svc, svc.client() as c:
         job_id = (await c.post("/v1/jobs", json=job(5))).json()["job_id"]
