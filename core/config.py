@@ -37,6 +37,11 @@ class Settings:
     """TOML file of tenants (weights, limits, API key hashes). None: no tenant can log in."""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    event_loop: str = "auto"
+    """Each role process's event loop: auto (uvloop where installed) | asyncio | uvloop."""
+    http_parser: str = "auto"
+    """The gateway's HTTP/1.1 implementation (uvicorn's ``http``): auto (httptools when
+    installed) | httptools | h11."""
     metrics_port: int = 0
     """Prometheus port for roles without HTTP (scheduler, runner). 0: no metrics server."""
     backend: str = "auto"
@@ -81,6 +86,11 @@ class Settings:
     """Capacity of the per-key requests/s and polls/s token buckets, in seconds of their rate:
     a client that was idle may burst this long at full speed. (The items/min bucket holds one
     minute of items.) Larger absorbs bursty clients; smaller protects the gateway sooner."""
+    poll_lease_s: float = 0.05
+    """How long a gateway may hold poll tokens it leased from a key's shared polls bucket
+    (``store/ratelease.py``): a key polling hard costs one Redis call per lease instead of
+    one per poll. Unspent leased tokens are lost to the key (never more than the bucket
+    allows in total); 0 takes every poll's tokens from Redis."""
     model_backlog_limit: int = 1_000_000
     """Items queued or running for one model (all tenants, all priorities) past which submits
     get 503 ``overloaded``: the system-wide backpressure signal. Size it to what the runner

@@ -19,6 +19,7 @@ from gateway import errors as E
 from gateway.load import LoadView
 from schemas.api import FieldError
 from schemas.states import Priority
+from store.ratelease import ReadLeases
 from store.ratelimit import Bucket, Ceiling, Decision, RateLimiter
 
 POLL_COST = 1.0
@@ -34,6 +35,8 @@ class Admission:
                  backlog_key: str = "inferq:backlog", prefix: str = "inferq:rl:"):
         self._s = settings
         self._limiter = limiter
+        self._reads = ReadLeases(limiter, lease_s=settings.poll_lease_s) \
+            if settings.poll_lease_s > 0 else None
         self._load = load
         self._backlog_key = backlog_key
         self._prefix = prefix
@@ -94,7 +97,7 @@ class Admission:
 
     async def read(self, tenant: Tenant, key_id: str, cost: float = POLL_COST) -> dict[str, str]:
         """A status poll or a results read, from the key's (larger) polls bucket."""
-        d = await self._limiter.take(time.time(), [self.polls(tenant, key_id, cost)])
+        d = await self._take_read(self.polls(tenant, key_id, cost))
         if not d.allowed:
             raise self._rate_limited(d)
         return rate_limit_headers(d)
@@ -102,8 +105,13 @@ class Admission:
     async def charge_read(self, tenant: Tenant, key_id: str, cost: float) -> dict[str, str]:
         """Charge after the fact and never refuse: the rest of a conditional poll that was
         answered with a 200 instead of a 304."""
-        d = await self._limiter.take(time.time(), [self.polls(tenant, key_id, cost)], force=True)
+        d = await self._take_read(self.polls(tenant, key_id, cost), force=True)
         return rate_limit_headers(d)
+
+    async def _take_read(self, bucket: Bucket, *, force: bool = False) -> Decision:
+        if self._reads is not None:
+            return await self._reads.take(time.time(), bucket, force=force)
+        return await self._limiter.take(time.time(), [bucket], force=force)
 
     def _never_fits(self, tenant: Tenant, n: int) -> None:
         for limit, what in ((tenant.items_per_min, "items per minute for this API key"),

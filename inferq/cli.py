@@ -60,7 +60,7 @@ def _role_class(command: str) -> type:
 
 def cmd_role(args: argparse.Namespace) -> int:
     """``inferq gateway|scheduler|runner``: one role until a signal (faults from the env)."""
-    from core import faults
+    from core import faults, loops
     faults.configure(os.environ.get("INFERQ_FAULTS"),
                      int(os.environ["INFERQ_FAULTS_SEED"]) if os.environ.get(
                          "INFERQ_FAULTS_SEED") else None,
@@ -68,7 +68,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     settings = _settings(args)
     role = _role_class(args.command)(settings)
     metrics_port = 0 if args.command == "gateway" else settings.metrics_port
-    return asyncio.run(_serve(role, metrics_port))
+    return loops.run(_serve(role, metrics_port), settings.event_loop)
 
 
 def cmd_models_build(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ class GatewayRole:
         """Serve until ``stop()``; returns once the listener is up (raises if start-up fails)."""
         app = create_app(self.settings)
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="on", access_log=False)
+                                log_level="warning", lifespan="on", access_log=False,
+                                http=self.settings.http_parser)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the entry point owns signals
         sockets = [self._sock] if self._sock else None
