@@ -58,8 +58,8 @@ class Dispatch:
              ) -> list[FormedBatch]:
         """Decide: at most ``credit`` batches (late formation: only what runners can take).
         With no credit the pipe is marked so the shell's sleep ignores its deadlines.
-        ``hungry`` (the formers hold all they may): a runner with room gets the fullest
-        partial batch now rather than idling until a deadline."""
+        ``hungry`` (the formers hold all they may, or every lane was just emptied): a runner
+        with room gets the fullest partial batch now rather than idling until a deadline."""
         pipe.no_credit = credit <= 0
         if pipe.no_credit:
             return []

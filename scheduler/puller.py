@@ -40,6 +40,9 @@ class FairPuller:
         self._refresh_s = refresh_s
         self._stale = False
         self._last_refresh = 0.0
+        self.drained = False
+        """The last ``pull`` emptied every lane it knew of: nothing more can be pulled now,
+        so holding partial batches back for more items only delays them."""
 
     def mark_stale(self) -> None:
         """A new lane may have work (hint): list the lanes again soon."""
@@ -62,6 +65,7 @@ class FairPuller:
     async def pull(self) -> bool:
         """Pull chunks while the formers hold less than their limit. Interactive lanes may be
         pulled past it, so an urgent item never waits behind a full former of batch work."""
+        self.drained = False
         if self._pipes.held_items >= self._pipes.hold_limit:
             return await self._pull_interactive()
         pulled = False
@@ -75,6 +79,9 @@ class FairPuller:
                 self._policy.deactivate(lane)
                 continue
             pulled = True
+            if lane.priority == Priority.INTERACTIVE:
+                break  # form and publish it this step, not after more batch chunks
+        self.drained = not self._policy.lanes()
         return pulled
 
     async def _pull_interactive(self) -> bool:
@@ -95,8 +102,14 @@ class FairPuller:
         msg = await self._fetch(lane)
         if msg is None:
             return None
+        # An interactive lane the server says is empty behind this chunk is set aside now,
+        # so its items are formed this step instead of after an empty fetch's wait. Batch
+        # lanes keep that wait: it catches the next chunk of a job still being published.
+        last = lane.priority == Priority.INTERACTIVE and _last_pending(msg)
         n = await self._accept(msg)
         self._policy.charge(lane, n)
+        if last:
+            self._policy.deactivate(lane)
         return n
 
     async def _fetch(self, lane: Lane) -> Msg | None:
@@ -109,3 +122,13 @@ class FairPuller:
             await self._lanes.forget(lane)  # reaped by the server; recreated on next pull
             return None
         return msgs[0] if msgs else None
+
+
+def _last_pending(msg: Msg) -> bool:
+    """True when JetStream delivered ``msg`` with no message left behind it for the consumer
+    (its metadata's ``num_pending``); a lane deactivated on it is listed again by the next
+    refresh or hint, exactly as after an empty fetch, without waiting ``FETCH_TIMEOUT_S``."""
+    try:
+        return msg.metadata.num_pending == 0
+    except (AttributeError, ValueError, IndexError):  # not a JetStream delivery (tests)
+        return False

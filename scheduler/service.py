@@ -43,6 +43,7 @@ from scheduler.pipes import ModelPipe, ModelPipes
 from scheduler.publisher import BatchPublisher
 from scheduler.puller import FairPuller
 from schemas import subjects
+from schemas.states import Priority
 from store.jobstate import JobStateCache
 from store.runners import RunnerRegistry
 
@@ -211,8 +212,11 @@ class Scheduler:
         pipe.former.limit_tokens(
             await self._runner_credit.token_budget(pipe.name, pipe.version, now) if timed
             else None)
+        # Hungry: the formers hold all they may, or interactive items wait and no lane has
+        # more to give now (waiting out their queue delay would only idle the runner).
+        urgent = self._puller.drained and pipe.former.count(Priority.INTERACTIVE) > 0
         formed = self._dispatch.form(pipe, credit, now,
-                                     hungry=self.held_items >= self.hold_limit)
+                                     hungry=urgent or self.held_items >= self.hold_limit)
         for n, fb in enumerate(formed):
             try:
                 await self._publisher.publish(self._dispatch.to_batch(pipe, fb))

@@ -4,6 +4,7 @@ from the runners instead of busy-polling the BATCHES consumer."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import nats
 
@@ -67,3 +68,17 @@ async def test_a_runner_asking_for_a_batch_tells_the_schedulers(service, nats_ur
     batches = service.runners[0].runner.batches_done
     assert seen and set(seen) == {subjects.batch_wanted_subject("minilm", 1)}
     assert len(seen) >= batches
+
+
+async def test_a_lone_interactive_item_does_not_wait_out_its_queue_delay(settings) -> None:
+    # A queue delay far longer than the test: only "nothing more can come now" fires it.
+    slow = replace(settings, max_queue_delay_s=600.0)
+    svc = await Service(slow).start()
+    try:
+        async with svc.client("alpha") as a:
+            job = (await a.post("/v1/jobs", json={"model": "minilm", "priority": "interactive",
+                                                  "input": {"text": SENTENCE}})).json()
+            doc = await wait_terminal(a, job["job_id"], within=60)
+        assert doc["status"] == "succeeded"
+    finally:
+        await svc.stop()
