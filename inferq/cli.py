@@ -106,8 +106,52 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """``inferq dev``: the whole service on this machine (see inferq/dev.py)."""
     from inferq.dev import run_dev
 
+    if args.results == "cassandra":
+        return _dev_on_cassandra(args)
     return run_dev(port=args.port, state_dir=Path(args.state_dir), api_key=args.api_key,
                    backend=args.backend)
+
+
+def _dev_on_cassandra(args: argparse.Namespace) -> int:
+    """``inferq dev --results cassandra``: INFERQ_RESULTS_URL's cluster when it names one,
+    else a local node (inferq/cassandra_node.py); migrated, then the usual dev stack."""
+    import importlib.util
+
+    from inferq.cassandra_node import CassandraNodeMissing, dev_node, home_from
+    from inferq.dev import run_dev
+    from inferq.embedded import EmbeddedServerError
+    from store.results import StoreError
+
+    if importlib.util.find_spec("cassandra") is None:
+        print("inferq dev: --results cassandra needs the driver: pip install -e '.[cassandra]'",
+              file=sys.stderr)
+        return 2
+    url, node = os.environ.get("INFERQ_RESULTS_URL", ""), None
+    try:
+        if not url.startswith("cassandra://"):
+            state = Path(args.state_dir).resolve()
+            (state / "logs").mkdir(parents=True, exist_ok=True)
+            java_home = os.environ.get("JAVA_HOME")
+            print("inferq dev: starting a local Cassandra node (~20 s)...", flush=True)
+            url, node = dev_node(state, home_from(os.environ),
+                                 Path(java_home) if java_home else None)
+        os.environ["INFERQ_RESULTS_URL"] = url  # what run_dev hands its roles
+        cmd_store_migrate(args)
+        return run_dev(port=args.port, state_dir=Path(args.state_dir), api_key=args.api_key,
+                       backend=args.backend)
+    except CassandraNodeMissing as exc:
+        print(f"inferq dev: {exc}, or set INFERQ_RESULTS_URL=cassandra://host/keyspace",
+              file=sys.stderr)
+        return 2
+    except EmbeddedServerError as exc:
+        print(f"inferq dev: the Cassandra node did not start: {exc}", file=sys.stderr)
+        return 1
+    except (StoreError, ValueError) as exc:  # the cluster is unreachable, or its URL wrong
+        print(f"inferq dev: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.stop(grace=30.0)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -144,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--state-dir", default=".inferq")
     d.add_argument("--api-key", default=None)
     d.add_argument("--backend", default=None, help="runner backend (default: auto)")
+    d.add_argument("--results", choices=["sqlite", "cassandra"], default="sqlite",
+                   help="result store: SQLite in the state dir, or Cassandra (a local node, "
+                        "or INFERQ_RESULTS_URL=cassandra://...)")
     d.set_defaults(func=cmd_dev)
 
     for role in ("gateway", "scheduler", "runner"):

@@ -14,6 +14,7 @@ from inferq.embedded import ServerProcess, nats_server, redis_server
 from models.build import ensure_default_model
 from models.config import ModelConfig
 from models.repository import ModelRepository
+from tests.cassandra_fixtures import cassandra_url, pytest_terminal_summary  # noqa: F401
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "minilm_golden.json"
 

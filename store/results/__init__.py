@@ -7,7 +7,8 @@
   directory. Creates its schema on first use: the embedded default needs no migration.
 - ``cassandra://[user:password@]host1,host2[:port]/keyspace[?option=value&...]`` with
   options ``dc``, ``replication`` (``dc1:3,dc2:3``), ``consistency``,
-  ``serial_consistency``, ``timeout_s``, ``retention_s``, ``lookback_s``. Never creates
+  ``serial_consistency``, ``protocol`` (CQL protocol version, default 5), ``timeout_s``,
+  ``retention_s``, ``lookback_s``. Never creates
   its schema by itself: run ``inferq store migrate`` (``ResultStore.migrate``) once.
 
 The family: ``base`` (the interface, records, errors, cursors), ``config`` (the URLs),

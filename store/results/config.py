@@ -38,6 +38,9 @@ class CassandraConfig:
     serial_consistency: str = "SERIAL"
     """Lightweight transactions: SERIAL (Paxos across datacenters) keeps idempotency keys
     exactly-once globally; LOCAL_SERIAL is faster but only exact within one datacenter."""
+    protocol_version: int = 5
+    """CQL native protocol, pinned: Cassandra 4.0+ speaks v5 (3.x needs 4). Left to the driver
+    it opens with newer (beta and DSE) versions and downgrades with a warning each connect."""
     request_timeout_s: float = 10.0
     """Per query: long enough for a Paxos round under load, short enough to fail a request
     while its client still waits."""
@@ -66,6 +69,8 @@ class CassandraConfig:
             raise ValueError(f"invalid datacenter name {self.local_dc!r}")
         if self.consistency not in _CONSISTENCY:
             raise ValueError(f"invalid consistency {self.consistency!r}")
+        if self.protocol_version not in (3, 4, 5):
+            raise ValueError(f"invalid CQL protocol version {self.protocol_version!r} (3, 4, 5)")
         if self.serial_consistency not in ("SERIAL", "LOCAL_SERIAL"):
             raise ValueError(f"invalid serial consistency {self.serial_consistency!r}")
 
@@ -100,7 +105,8 @@ class CassandraConfig:
         options = {"dc": ("local_dc", str), "replication": ("replication", _replication),
                    "consistency": ("consistency", str.upper),
                    "serial_consistency": ("serial_consistency", str.upper),
-                   "timeout_s": ("request_timeout_s", float), "retention_s": ("retention_s", float),
+                   "timeout_s": ("request_timeout_s", float), "protocol": ("protocol_version", int),
+                   "retention_s": ("retention_s", float),
                    "lookback_s": ("recovery_lookback_s", float)}
         for name, value in parse_qsl(m["query"] or "", keep_blank_values=True):
             if name not in options:

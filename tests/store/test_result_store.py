@@ -1,14 +1,13 @@
 """One behavioural suite for every result store backend.
 
-SQLite always runs (a real file in tmp_path). ``fake-cassandra`` runs the real Cassandra
-store against an in-memory session. Live Cassandra runs only when INFERQ_TEST_CASSANDRA
-names a reachable cluster, e.g. ``cassandra://127.0.0.1/inferq_test?replication=datacenter1:1``.
+SQLite runs on a real file in tmp_path; Cassandra on the session's live node (the
+``cassandra_url`` fixture: Apache Cassandra 5 from ``scripts/fetch_cassandra.sh``, or
+the cluster INFERQ_TEST_CASSANDRA names). Every case runs on both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,29 +25,15 @@ from store.results import (
 )
 
 DAY = 86400.0
-BACKENDS = [
-    "sqlite",
-    "fake-cassandra",
-    pytest.param("cassandra", marks=pytest.mark.live_cassandra),
-]
+BACKENDS = ["sqlite", pytest.param("cassandra", marks=pytest.mark.live_cassandra)]
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[ResultStore]:
     if request.param == "sqlite":
         backend: ResultStore = SqliteResultStore(tmp_path / "results.db")
-    elif request.param == "fake-cassandra":
-        pytest.importorskip("cassandra")
-        from tests.store.cassandra_fake import FakeCassandraStore
-
-        backend = FakeCassandraStore()
     else:
-        url = os.environ.get("INFERQ_TEST_CASSANDRA")
-        if not url:
-            pytest.skip("live Cassandra: set INFERQ_TEST_CASSANDRA=cassandra://host/keyspace "
-                        "(no Cassandra cluster runs on this machine)")
-        pytest.importorskip("cassandra")
-        backend = open_result_store(url)
+        backend = open_result_store(request.getfixturevalue("cassandra_url"))
     await backend.migrate()
     yield backend
     await backend.close()

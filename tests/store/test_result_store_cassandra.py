@@ -1,10 +1,9 @@
-"""The Cassandra store without a cluster: schema text, statements, error translation,
-the asyncio bridge, and the round trips it saves. The behavioural suite runs it against
-an in-memory session (``fake-cassandra``) and, given INFERQ_TEST_CASSANDRA, a cluster."""
+"""The Cassandra store's pure parts, without a node: schema text, statements, error
+translation, the asyncio bridge, TTL arithmetic. Everything that talks CQL runs on a live
+node: the contract suite (test_result_store.py) and test_result_store_cassandra_live.py."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -14,9 +13,9 @@ import pytest
 pytest.importorskip("cassandra")
 
 import cassandra
+import cassandra.protocol as proto
 from cassandra.cluster import NoHostAvailable
 
-from store.results import IdempotencyRecord, ItemRecord, JobRecord
 from store.results.base import StoreError, StoreUnavailable
 from store.results.cassandra import (
     MAX_TTL,
@@ -26,16 +25,9 @@ from store.results.cassandra import (
     translate,
     ttl,
 )
-from tests.store.cassandra_fake import FakeCassandraStore
+from store.results.cassandra.session import CAS_WRITE_UNKNOWN, outcome_unknown
 
 LWT = {"create_job", "mark_started", "finish_job", "claim_key", "reclaim_key"}
-
-
-def job(job_id: str = "j1", **fields) -> JobRecord:
-    now = time.time()
-    values = dict(job_id=job_id, tenant="t", model="minilm", model_version=1, priority="batch",
-                  total=2, chunks=1, created_at=now, expires_at=now + 3600)
-    return JobRecord(**(values | fields))
 
 
 def test_the_schema_creates_everything_idempotently_in_one_keyspace() -> None:
@@ -50,6 +42,7 @@ def test_the_schema_creates_everything_idempotently_in_one_keyspace() -> None:
     assert "{'class': 'TimeWindowCompactionStrategy'" in items
     assert "PRIMARY KEY ((tenant, idem_key))" in ddl[5]
     assert "PRIMARY KEY ((tenant, day_bucket), created_at, job_id)" in ddl[2]
+    assert "default_time_to_live = 604800" in items  # a backstop: every write binds a TTL
 
 
 def test_statements_are_keyspace_qualified_ttl_bound_and_lwt_only_where_needed() -> None:
@@ -85,23 +78,32 @@ def test_permanent_driver_errors_become_non_retryable_store_errors(exc: Exceptio
     assert type(err) is StoreError and not err.retryable
 
 
+def cas_write_unknown() -> proto.ErrorMessage:
+    return proto.ErrorMessage(code=CAS_WRITE_UNKNOWN, message="CAS operation result is unknown",
+                              info=None)
+
+
+@pytest.mark.parametrize(("exc", "unknown"), [
+    (cassandra.WriteTimeout("propose", write_type=cassandra.WriteType.CAS), True),
+    (cassandra.WriteTimeout("commit", write_type=cassandra.WriteType.SIMPLE), True),
+    (cassandra.OperationTimedOut("no reply"), True),
+    (cas_write_unknown(), True),  # protocol v5: a code the driver has no class for
+    (cassandra.Unavailable("before any proposal"), False),
+    (cassandra.ReadTimeout("prepare phase"), False),
+    (cassandra.InvalidRequest("bad CQL"), False),
+])
+def test_an_lwt_outcome_is_unknown_exactly_after_a_write_or_client_timeout(
+        exc: Exception, unknown: bool) -> None:
+    assert outcome_unknown(exc) is unknown
+
+
+def test_an_unresolved_unknown_outcome_is_retryable_not_a_permanent_error() -> None:
+    err = translate(cas_write_unknown())
+    assert isinstance(err, StoreUnavailable) and err.retryable
+
+
 def test_errors_that_are_not_the_drivers_are_left_alone() -> None:
     assert translate(KeyError("bug")) is None
-
-
-async def test_the_store_translates_driver_errors_on_every_call() -> None:
-    store = FakeCassandraStore()
-    store.fake.fail_with = cassandra.OperationTimedOut("timed out")
-    with pytest.raises(StoreUnavailable):
-        await store.get_job("j1")
-    store.fake.fail_with = cassandra.InvalidRequest("unconfigured table jobs")
-    with pytest.raises(StoreError, match="unconfigured table"):
-        await store.get_job("j1")
-    with pytest.raises(StoreUnavailable):  # readiness: anything wrong is "unavailable"
-        await store.ping()
-    await store.close()
-    with pytest.raises(StoreError, match="closed"):
-        await store.get_job("j1")
 
 
 class ThreadedFuture:
@@ -125,51 +127,3 @@ def test_ttl_counts_down_to_expires_at_within_cassandras_range() -> None:
     assert 3599 <= ttl(now + 3600) <= 3601
     assert ttl(now - 10) == 1
     assert ttl(now + 100 * 365 * 86400) == MAX_TTL
-
-
-async def test_create_job_writes_its_index_rows_before_the_job() -> None:
-    store = FakeCassandraStore()
-    await store.create_job(job())
-    assert sorted(store.fake.calls[:2]) == ["add_unpublished", "index_job"]
-    assert store.fake.calls[2:] == ["create_job"]
-    await store.mark_published("j1")
-    assert store.fake.unpublished and not any(store.fake.unpublished.values())
-
-
-async def test_lwt_statements_are_never_retried_blindly() -> None:
-    store = FakeCassandraStore()
-    await store.create_job(job())
-    await store.get_job("j1")
-    assert store._prepared["create_job"].is_idempotent is False
-    assert store._prepared["get_job"].is_idempotent is True
-
-
-async def test_mark_started_costs_one_read_once_the_job_has_started() -> None:
-    store = FakeCassandraStore()
-    await store.create_job(job())
-    await store.mark_started("j1", 1.0)
-    store.fake.calls.clear()
-    await store.mark_started("j1", 2.0)  # every later batch of the job
-    assert store.fake.calls == ["get_job"]
-
-
-async def test_a_rerun_batch_reads_what_is_present_and_writes_nothing() -> None:
-    store = FakeCassandraStore()
-    await store.create_job(job(total=2000))
-    batch = [ItemRecord("j1", i, "succeeded", 1, output=b"v", finished_at=1.0)
-             for i in (998, 999, 1000, 1001)]
-    await store.upsert_items(batch)
-    assert store.fake.calls.count("items_present") == 2  # one read per item bucket
-    store.fake.calls.clear()
-    await store.upsert_items(batch)
-    assert "insert_item" not in store.fake.calls
-
-
-async def test_reclaiming_an_expired_key_is_a_compare_and_set() -> None:
-    store = FakeCassandraStore()
-    old = IdempotencyRecord("t", "k", "h", "old", 1.0, 10.0)
-    await store.claim_idempotency(old, now=1.0)
-    racers = [IdempotencyRecord("t", "k", "h", f"new{i}", 20.0, 1e9) for i in range(10)]
-    results = await asyncio.gather(*(store.claim_idempotency(r, now=20.0) for r in racers))
-    assert sum(created for _, created in results) == 1
-    assert len({rec.job_id for rec, _ in results}) == 1

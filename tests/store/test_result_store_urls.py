@@ -31,12 +31,12 @@ def test_a_cassandra_url_carries_hosts_port_keyspace_and_options() -> None:
     cfg = CassandraConfig.from_url(
         "cassandra://inferq:s%3Acret@cass1,cass2:9142/inferq_prod?dc=eu1&replication=eu1:3,us1:3"
         "&consistency=local_quorum&serial_consistency=LOCAL_SERIAL&timeout_s=2.5"
-        "&retention_s=86400&lookback_s=600")
+        "&retention_s=86400&lookback_s=600&protocol=4")
     assert cfg == CassandraConfig(
         hosts=("cass1", "cass2"), port=9142, keyspace="inferq_prod", local_dc="eu1",
         replication=(("eu1", 3), ("us1", 3)), consistency="LOCAL_QUORUM",
         serial_consistency="LOCAL_SERIAL", request_timeout_s=2.5, retention_s=86400.0,
-        recovery_lookback_s=600.0, username="inferq", password="s:cret")
+        recovery_lookback_s=600.0, username="inferq", password="s:cret", protocol_version=4)
     assert "s:cret" not in repr(cfg)
     assert cfg.replication_cql() == "{'class': 'NetworkTopologyStrategy', 'eu1': 3, 'us1': 3}"
 
@@ -57,6 +57,7 @@ def test_a_bare_cassandra_url_defaults_to_rf3_local_quorum_and_serial() -> None:
     ("cassandra://h1/ks?replication=dc'1:3", "replication"),
     ("cassandra://h1/ks?consistency=SOMETIMES", "consistency"),
     ("cassandra://h1/ks?serial_consistency=QUORUM", "serial"),
+    ("cassandra://h1/ks?protocol=6", "protocol"),
 ])
 def test_bad_cassandra_urls_say_what_is_wrong(url: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):

@@ -1,9 +1,9 @@
 """Cassandra result store: production. Needs the driver (the ``cassandra`` extra).
 
 ``statements`` holds the CQL (schema, prepared statements, TTLs), ``session`` the driver
-(connecting, awaiting its futures, translating its errors), ``rows`` the record mapping, and
-``store`` the logic. Its configuration, :class:`~store.results.config.CassandraConfig`,
-needs no driver.
+(connecting, running and awaiting statements, translating its errors, telling which LWT
+failures leave the outcome unknown), ``rows`` the record mapping, and ``store`` the logic.
+Its configuration, :class:`~store.results.config.CassandraConfig`, needs no driver.
 """
 
 from store.results.cassandra.session import settle, translate
