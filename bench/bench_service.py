@@ -7,7 +7,8 @@ text (Python standard library docstrings):
 - efficiency: end-to-end items/s of an N-item job (submit to terminal, nothing else running)
   divided by the backend's own items/s on the same texts, sorted by length and batched
   ideally, measured in the bench process right before and right after the job (the mean of
-  the two; OpenVINO both as the service runs it and with one stream, and the better of the two
+  the two; the backend as the service runs it, OpenVINO with one stream, and OpenVINO
+  compiled for THROUGHPUT with two async requests over sorted batches of 32: the best of them
   is the baseline). The job runs 3 times, each between two baselines, so that drift in a
   shared machine's speed cancels; the median is reported, with min and max, each job's
   timeline, and each process's CPU seconds over the job's window;
@@ -41,7 +42,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import alone_configs, backend_alone, padding, texts_for
+from bench.baselines import (
+    alone_configs,
+    backend_alone,
+    openvino_throughput_alone,
+    padding,
+    texts_for,
+)
 from bench.topology import KEYS, device_seconds, running, scrape, timed_job, wait_done
 from models.build import ensure_default_model
 from models.repository import ModelRepository
@@ -183,6 +190,8 @@ def main() -> None:
                     help="OpenVINO streams (default: the backend's; 1 = one request, all threads)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="efficiency jobs, each between two baselines (default 3; --quick 1)")
+    ap.add_argument("--no-throughput-baseline", action="store_true",
+                    help="leave out OpenVINO THROUGHPUT with async requests (slow to compile)")
     ap.add_argument("--profile", type=Path, default=None,
                     help="write py-spy collapsed stacks per role for the efficiency job here")
     args = ap.parse_args()
@@ -205,10 +214,14 @@ def main() -> None:
     )
 
     def baseline() -> dict[str, float]:
-        return {
+        rates = {
             label: backend_alone(args.backend, args.threads, streams, vdir, cfg, encoded)
             for label, streams in alone_configs(args).items()
         }
+        if not args.no_throughput_baseline:
+            rates["openvino THROUGHPUT async x2, sorted 32s"] = openvino_throughput_alone(
+                vdir, encoded, threads=args.threads)
+        return rates
 
     outside = baseline()
     print("backend alone (sorted, ideal batches), before the service starts: " + ", ".join(
