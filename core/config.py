@@ -35,6 +35,10 @@ class Settings:
     """Model repository directory (``<name>/<version>/{model.onnx,tokenizer.json,config.json}``)."""
     tenants_file: str | None = None
     """TOML file of tenants (weights, limits, API key hashes). None: no tenant can log in."""
+    api_key_pepper: str | None = field(default=None, repr=False)
+    """Server secret keying the API key hashes (``api_key_hmac``: HMAC-SHA256 of the key
+    under this pepper). A stolen tenants file then cannot be brute-forced offline without
+    it. Keep it out of the tenants file; None: only legacy ``api_key_sha256`` keys log in."""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     event_loop: str = "auto"
@@ -42,6 +46,15 @@ class Settings:
     http_parser: str = "auto"
     """The gateway's HTTP/1.1 implementation (uvicorn's ``http``): auto (httptools when
     installed) | httptools | h11."""
+    http_max_head_bytes: int = 16 * 1024
+    """Largest request line plus headers the gateway reads (431 above it): what one
+    connection may make the gateway buffer before it has a request at all."""
+    http_head_timeout_s: float = 10.0
+    """A request's line and headers must arrive within this of their first byte (or of the
+    connection): a slowloris client is cut off (408) instead of holding its connection."""
+    http_body_timeout_s: float = 60.0
+    """A request's body must arrive within this of its headers (a 32 MiB body needs about
+    4.5 Mbit/s): bounds how long a slow sender holds a handler."""
     metrics_port: int = 0
     """Prometheus port for roles without HTTP (scheduler, runner). 0: no metrics server."""
     backend: str = "auto"

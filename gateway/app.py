@@ -20,6 +20,7 @@ from core.config import Settings
 from core.tracing import HEADER as TRACEPARENT
 from core.tracing import bound, continue_or_start, new_request_id
 from gateway import errors as E
+from gateway.openapi import FinishedJsonPlugin
 from gateway.routes import ROUTES
 from gateway.services import GatewayServices
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litest
         state=State(),
         openapi_config=OpenAPIConfig(
             title="inferq", version="1", path="/schema",
+            render_plugins=[FinishedJsonPlugin(settings)],
             description="Asynchronous batch inference: POST a job, poll its status, fetch "
                         "results. Every error is an RFC 9457 problem+json document with "
                         "`code` and `retryable`.",

@@ -81,6 +81,13 @@ class MethodNotAllowed(ApiError):
     status_code, code, title = 405, ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed"
 
 
+class UnsupportedMediaType(ApiError):
+    """415: a submission whose body is not declared JSON (``Content-Type``)."""
+
+    status_code, code = 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    title = "Unsupported media type"
+
+
 class IdempotencyInProgress(ApiError):
     """409 (retryable): the first request with this Idempotency-Key has not finished."""
 
@@ -210,8 +217,10 @@ def _translate(exc: Exception) -> ApiError:
         status = exc.status_code
         if status == 404:
             return RouteNotFound(exc.detail or "no such route")
-        if status == 405:
-            return MethodNotAllowed(exc.detail or "method not allowed")
+        if status == 405:  # RFC 9110: a 405 says which methods the resource has
+            allow = (exc.headers or {}).get("allow") or (exc.headers or {}).get("Allow")
+            return MethodNotAllowed(exc.detail or "method not allowed",
+                                    headers={"Allow": allow} if allow else None)
         if status == 413:
             return PayloadTooLarge(exc.detail or "request body too large")
         if 400 <= status < 500:

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Request, Response, get, post
+from litestar import HttpMethod, Request, Response, post, route
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.tenants import Tenant, hash_key
+from core.tenants import Tenant
 from core.tracing import bind_fields
 from gateway import errors as E
 from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
+from gateway.body import decode_submit
 from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.services import GatewayServices
-from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage, SubmitRequest
+from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage
 from schemas.errors import ErrorCode
 from schemas.states import ItemStatus
 from store.jobstate import JobStatusSnapshot
@@ -30,6 +31,7 @@ _DESCRIPTIONS = {
     404: "`job_not_found`: unknown, expired or another tenant's job",
     409: "`idempotency_in_progress`: the first request with this key is unfinished (retry)",
     413: "`payload_too_large`: body, items per job, text length or metadata size",
+    415: "`unsupported_media_type`: the body is not declared `application/json`",
     422: "`idempotency_key_reused`: the same Idempotency-Key with a different body",
     429: "`rate_limited` / `quota_exceeded`, with Retry-After and RateLimit headers",
     503: "`overloaded` / `unavailable`, with Retry-After",
@@ -56,11 +58,11 @@ async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise E.Unauthenticated("send `Authorization: Bearer <api key>`")
-    tenant = connection.app.state.services.tenants.authenticate(key)
-    if tenant is None:
-        raise E.Unauthenticated("unknown API key")
-    connection.state.tenant = tenant
-    connection.state.key_id = hash_key(key)[:16]  # names the key's buckets, not the key
+    found = connection.app.state.services.tenants.identify(key)
+    if found is None:
+        raise E.Unauthenticated("unknown API key")  # never echo the key
+    # The key id (a digest prefix) names the key's buckets; the key itself goes nowhere.
+    connection.state.tenant, connection.state.key_id = found
 
 
 def caller(request: Request) -> tuple[Tenant, str]:
@@ -92,18 +94,28 @@ _TERMINAL_ITEM_PATTERN = f"^({ItemStatus.SUCCEEDED}|{ItemStatus.FAILED})$"
 WITH_AUTH = {"guards": [authenticated], "security": [{"bearer": []}]}
 
 
+def get_and_head(path: str, **kwargs):
+    """A GET route that answers HEAD too (RFC 9110: the same headers, no body; the server
+    drops the body). The OpenAPI document lists the GET only."""
+    return route(path, http_method=[HttpMethod.GET, HttpMethod.HEAD], **kwargs)
+
+
 @post("/v1/jobs", status_code=202, summary="Submit a job (one item or up to 10,000)",
-      responses=problems(400, 401, 409, 413, 422, 429, 503), **WITH_AUTH)
+      responses=problems(400, 401, 409, 413, 415, 422, 429, 503), **WITH_AUTH)
 async def submit_job(
-    request: Request, data: JSONBody[SubmitRequest],
+    request: Request,
     idempotency_key: Annotated[str | None, HeaderParameter(
         name=IDEMPOTENCY_HEADER, required=False,
         description="Makes the submission exactly-once per (tenant, key) for 24 h")] = None,
 ) -> Response[JobStatusDoc]:
-    """Admit and queue a job; a repeated Idempotency-Key replays the first job's answer."""
+    """Admit and queue a job; a repeated Idempotency-Key replays the first job's answer. The
+    body is read raw and decoded once, typed (gateway/body.py); its schema is in the OpenAPI
+    document (gateway/openapi.py)."""
     tenant, key_id = caller(request)
     svc = services(request)
     key = check_idempotency_key(idempotency_key, svc.settings)
+    data = decode_submit(await request.body(), request.headers.get("content-type"),
+                         svc.settings)
     done = await svc.submitter.submit(tenant, key_id, data, key,
                                       traceparent=request.scope["state"].get("traceparent"))
     snap = await svc.reader.status(tenant.name, done.job_id)
@@ -113,8 +125,8 @@ async def submit_job(
     return status_response(svc, snap, 202, headers)
 
 
-@get("/v1/jobs", summary="The tenant's jobs, newest first, paged",
-     responses=problems(400, 401, 429, 503), **WITH_AUTH)
+@get_and_head("/v1/jobs", summary="The tenant's jobs, newest first, paged",
+              responses=problems(400, 401, 429, 503), **WITH_AUTH)
 async def list_jobs(
     request: Request,
     cursor: Annotated[str | None, QueryParameter(required=False, max_length=512)] = None,
@@ -128,8 +140,8 @@ async def list_jobs(
     return Response(page, headers=headers)
 
 
-@get("/v1/jobs/{job_id:str}", summary="A job's status document (O(1)); ETag / 304",
-     responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+@get_and_head("/v1/jobs/{job_id:str}", summary="A job's status document (O(1)); ETag / 304",
+              responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
 async def get_job(
     request: Request, job_id: JobId,
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match",
@@ -165,8 +177,9 @@ async def cancel_job(request: Request, job_id: JobId) -> Response[JobStatusDoc]:
     return status_response(svc, snap, 200, headers)
 
 
-@get("/v1/jobs/{job_id:str}/results", summary="A page of a job's item results, in index order",
-     responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+@get_and_head("/v1/jobs/{job_id:str}/results",
+              summary="A page of a job's item results, in index order",
+              responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
 async def get_results(
     request: Request, job_id: JobId,
     status: Annotated[str | None, QueryParameter(pattern=_TERMINAL_ITEM_PATTERN,
@@ -183,8 +196,10 @@ async def get_results(
     return Response(page, headers=headers)
 
 
-@get("/v1/jobs/{job_id:str}/results.jsonl", summary="Every item, one JSON line each, streamed",
-     media_type="application/x-ndjson", responses=problems(400, 401, 404, 429, 503), **WITH_AUTH)
+@get_and_head("/v1/jobs/{job_id:str}/results.jsonl",
+              summary="Every item, one JSON line each, streamed",
+              media_type="application/x-ndjson", responses=problems(400, 401, 404, 429, 503),
+              **WITH_AUTH)
 async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
     """Every item result as one JSON line each, streamed in index order."""
     tenant, key_id = caller(request)
@@ -194,15 +209,15 @@ async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
     return Stream(lines, media_type="application/x-ndjson", headers=headers)
 
 
-@get("/healthz", summary="Liveness")
+@get_and_head("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: NATS, Redis and the result store answer; the store writes; "
-     "which models have no runner",
-     responses=problems(503))
+@get_and_head("/readyz", summary="Readiness: NATS, Redis and the result store answer; the "
+              "store writes; which models have no runner",
+              responses=problems(503))
 async def readyz(request: Request) -> dict[str, str]:
     """Readiness: 200 when NATS, Redis and the result store answer, else 503 naming them.
     ``runners`` names the models no live runner serves (503 too with ``ready_requires_runners``,
@@ -233,11 +248,32 @@ async def readyz(request: Request) -> dict[str, str]:
     return checks
 
 
-@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+@get_and_head("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics_endpoint() -> Response[bytes]:
     """The process's Prometheus metrics."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-ROUTES = [submit_job, list_jobs, get_job, cancel_job, get_results, get_results_jsonl, healthz,
-          readyz, metrics_endpoint]
+def options_handlers(handlers: list) -> list:
+    """One OPTIONS handler per path, answering 204 with every method of the path in
+    ``Allow`` (RFC 9110). Litestar makes its own per handler, and one made for the first of
+    two handlers on a path (POST /v1/jobs) leaves out the second's methods (GET, HEAD)."""
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        for path in handler.paths:
+            methods.setdefault(path, {"OPTIONS"}).update(handler.http_methods)
+    return [_options(path, ", ".join(sorted(allowed))) for path, allowed in methods.items()]
+
+
+def _options(path: str, allow: str):
+    async def options() -> Response[None]:
+        return Response(None, status_code=204, headers={"Allow": allow})
+
+    return route(path, http_method=[HttpMethod.OPTIONS], include_in_schema=False,
+                 name=f"options {path}")(options)
+
+
+_HANDLERS = [submit_job, list_jobs, get_job, cancel_job, get_results, get_results_jsonl, healthz,
+             readyz, metrics_endpoint]
+# The OPTIONS handlers first: a path's first handler decides whether Litestar adds its own.
+ROUTES = options_handlers(_HANDLERS) + _HANDLERS

@@ -52,7 +52,7 @@ class GatewayServices:
     async def open(cls, settings: Settings) -> GatewayServices:
         """Connect Redis (refusing an evicting one), the result store and NATS, provision the
         streams, then wire the parts."""
-        tenants = TenantDirectory.load(settings.tenants_file)
+        tenants = TenantDirectory.load(settings.tenants_file, settings.api_key_pepper)
         if not len(tenants):
             log.warning("no tenants configured (INFERQ_TENANTS_FILE): every request is a 401")
         repo = ModelRepository(settings.model_repo)

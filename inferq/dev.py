@@ -4,21 +4,72 @@ Starts nats-server and redis-server (from their wheels) as children with their d
 state directory, builds the default model if missing, writes a dev API key and a tenants file,
 then runs gateway, scheduler and one runner as child processes. Ctrl-C or SIGTERM stops
 everything in reverse order, each child with a grace period and then a hard kill.
+
+Nothing outlives it: every child gets SIGTERM from the kernel when ``inferq dev`` dies, even
+by SIGKILL (``PR_SET_PDEATHSIG``), and an exclusive lock on the state directory refuses a
+second instance there. Both refusals — the lock, a port in use — are one line, not a
+traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from core.config import Settings
-from core.tenants import Tenant, TenantDirectory, hash_key, write_tenants_file
-from inferq.embedded import ServerProcess, free_port, nats_server, redis_server, terminate
+from core.tenants import Tenant, TenantDirectory, hmac_key, write_tenants_file
+from inferq.embedded import (
+    EmbeddedServerError,
+    ServerProcess,
+    die_with_parent,
+    free_port,
+    nats_server,
+    redis_server,
+    terminate,
+)
+
+
+class DevRefused(Exception):
+    """``inferq dev`` cannot start here; the message is the one line the user sees."""
+
+
+def lock_state_dir(state: Path) -> int:
+    """An exclusive ``flock`` on ``<state>/lock``, held (by the returned descriptor) until
+    this process exits, however it exits: the kernel drops it with the process. Children do
+    not inherit it (Popen closes descriptors), so an orphan could never keep it."""
+    path = state / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DevRefused(f"another inferq dev (pid {holder}) is running on {state}; stop it "
+                         f"or use --state-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DevRefused(f"port {port} on {host} is in use; choose another with "
+                                 f"--port") from None
+            raise DevRefused(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _dev_key(state: Path, given: str | None) -> str:
@@ -34,16 +85,29 @@ def _dev_key(state: Path, given: str | None) -> str:
     return key
 
 
-def _tenants_file(state: Path, key: str, base_file: str | None) -> Path:
+def _pepper(state: Path, configured: str | None) -> str:
+    """The configured pepper, else one kept in ``<state>/api-key-pepper`` (0600)."""
+    if configured:
+        return configured
+    path = state / "api-key-pepper"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def _tenants_file(state: Path, key: str, base_file: str | None, pepper: str) -> Path:
     tenants: dict[str, Tenant] = {}
     if base_file:
-        directory = TenantDirectory.load(base_file)
+        directory = TenantDirectory.load(base_file, pepper)
         tenants = {n: directory.get(n) for n in directory.weights()}  # type: ignore[misc]
     dev = tenants.get("dev") or Tenant(name="dev")
-    hashes = sorted(set(dev.api_key_sha256) | {hash_key(key)})
+    hashes = sorted(set(dev.api_key_hmac) | {hmac_key(key, pepper)})
     tenants["dev"] = Tenant(name="dev", weight=dev.weight, requests_per_s=dev.requests_per_s,
                             items_per_min=dev.items_per_min, polls_per_s=dev.polls_per_s,
-                            backlog_quota=dev.backlog_quota, api_key_sha256=hashes)
+                            backlog_quota=dev.backlog_quota, api_key_hmac=hashes,
+                            api_key_sha256=dev.api_key_sha256)
     path = state / "tenants.toml"
     write_tenants_file(path, tenants)
     return path
@@ -92,10 +156,29 @@ class StopFlag:
 
 def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | None) -> int:
     """Run the embedded stack until SIGINT/SIGTERM (the handlers only set an event); returns
-    the exit code, 1 when a child fails to start or exits."""
+    the exit code, 1 when a child fails to start or exits, or when the state directory or
+    the port is taken (one line on stderr)."""
     state = state_dir.resolve()
-    (state / "logs").mkdir(parents=True, exist_ok=True)
-    base = Settings.load()
+    try:
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        lock = lock_state_dir(state)
+        base = Settings.load()
+        check_port_free(base.http_host, port)
+    except DevRefused as exc:
+        print(f"inferq dev: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"inferq dev: cannot use the state directory {state}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    try:
+        return _run(port, state, api_key, backend, base)
+    finally:
+        os.close(lock)
+
+
+def _run(port: int, state: Path, api_key: str | None, backend: str | None,
+         base: Settings) -> int:
     stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -109,19 +192,23 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
     children: list[tuple[str, subprocess.Popen]] = []
     try:
         nats = nats_server(state / "nats", log_path=state / "logs" / "nats.log",
-                           sync_always=True).start()
-        servers.append(nats)
-        redis = redis_server(state / "redis", log_path=state / "logs" / "redis.log").start()
-        servers.append(redis)
+                           sync_always=True)
+        redis = redis_server(state / "redis", log_path=state / "logs" / "redis.log")
+        for server in (nats, redis):
+            server.die_with_parent = True
+            servers.append(server)  # stopped in `finally` even if it fails to start
+            server.start()
         key = _dev_key(state, api_key)
+        pepper = _pepper(state, base.api_key_pepper)
         env = dict(os.environ)
         env.update({
+            "INFERQ_API_KEY_PEPPER": pepper,
             "INFERQ_NATS_URL": f"nats://127.0.0.1:{nats.port}",
             "INFERQ_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
             "INFERQ_RESULTS_URL": env.get("INFERQ_RESULTS_URL")
             or f"sqlite:///{state / 'results.db'}",
             "INFERQ_MODEL_REPO": str(Path(base.model_repo).expanduser()),
-            "INFERQ_TENANTS_FILE": str(_tenants_file(state, key, base.tenants_file)),
+            "INFERQ_TENANTS_FILE": str(_tenants_file(state, key, base.tenants_file, pepper)),
             "INFERQ_HTTP_PORT": str(port),
             "INFERQ_READY_REQUIRES_RUNNERS": "1",  # ready only once a runner serves the model
         })
@@ -136,7 +223,8 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
             log = open(state / "logs" / f"{role}.log", "ab")
             children.append((role, subprocess.Popen(
                 [sys.executable, "-m", "inferq.cli", role], env=role_env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)))
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent())))
             log.close()
         if not _wait_ready(port, children, stop):
             return 1
@@ -149,6 +237,9 @@ def run_dev(*, port: int, state_dir: Path, api_key: str | None, backend: str | N
                     return 1
         print("inferq dev: stopping...", flush=True)
         return 0
+    except EmbeddedServerError as exc:
+        print(f"inferq dev: {exc}; see {state}/logs", file=sys.stderr)
+        return 1
     finally:
         for _, proc in reversed(children):
             terminate(proc, grace=30.0)

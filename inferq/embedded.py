@@ -6,6 +6,7 @@ system install. Each server binds to loopback on a port chosen by the caller (or
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -14,12 +15,40 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 class EmbeddedServerError(RuntimeError):
     """A child server could not be found or did not come up."""
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``sig`` when this process dies, however it
+    dies (SIGKILL included): Linux's ``PR_SET_PDEATHSIG``. None where prctl is missing.
+
+    The signal follows the *thread* that forks, so fork from the main thread (as ``inferq
+    dev`` does). If this process died before the child armed it, the child sees a new
+    parent and signals itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -92,6 +121,9 @@ class ServerProcess:
     host: str
     port: int
     log_path: Path | None = None
+    die_with_parent: bool = False
+    """Get SIGTERM when this process dies, even by SIGKILL (``inferq dev``: no orphan may
+    keep the ports and the state directory)."""
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
@@ -101,7 +133,8 @@ class ServerProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent() if self.die_with_parent else None,
             )
         finally:
             if out is not subprocess.DEVNULL:

@@ -13,6 +13,12 @@ from schemas.errors import ItemError, JobError
 from schemas.states import ItemStatus, JobStatus, Outcome, Priority
 
 ClientId = Annotated[str, msgspec.Meta(max_length=256)]
+METADATA_MAX_DEPTH = 32
+"""How deep ``metadata`` may nest (objects and arrays): far below any parser's recursion
+limit, so every reader downstream (stores, clients) can decode what we accepted."""
+METADATA_MAX_NUMBER = 2**53 - 1
+"""Numbers in ``metadata`` lie within ±(2^53 - 1) (I-JSON, RFC 7493): what every JSON reader
+downstream holds exactly, a JavaScript client included."""
 
 
 class InputItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -26,6 +26,7 @@ class ErrorCode(enum.StrEnum):
     OVERLOADED = "overloaded"
     UNAVAILABLE = "unavailable"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_FOUND = "not_found"
     INTERNAL_ERROR = "internal_error"
     # Item level

@@ -9,6 +9,7 @@ import uvicorn
 
 from core.config import Settings
 from gateway.app import create_app
+from gateway.server import server_config
 
 
 class GatewayRole:
@@ -23,9 +24,7 @@ class GatewayRole:
     async def start(self) -> None:
         """Serve until ``stop()``; returns once the listener is up (raises if start-up fails)."""
         app = create_app(self.settings)
-        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="on", access_log=False,
-                                http=self.settings.http_parser)
+        config = server_config(app, self.settings)  # hostile-client limits included
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the entry point owns signals
         sockets = [self._sock] if self._sock else None

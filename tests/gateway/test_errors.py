@@ -37,6 +37,34 @@ async def test_routing_and_auth_errors_are_problems(svc) -> None:
                 assert_problem(r, 401, "unauthenticated")
 
 
+async def test_405_says_which_methods_the_resource_has(svc) -> None:
+    async with svc.client() as c:
+        for method, path, allow in (("DELETE", "/v1/jobs", "GET, HEAD, OPTIONS, POST"),
+                                    ("PUT", "/v1/jobs/abc", "GET, HEAD, OPTIONS"),
+                                    ("GET", "/v1/jobs/abc/cancel", "OPTIONS, POST"),
+                                    ("PATCH", "/healthz", "GET, HEAD, OPTIONS")):
+            r = await c.request(method, path)
+            assert_problem(r, 405, "method_not_allowed")
+            assert sorted(r.headers["allow"].split(", ")) == allow.split(", "), (path, r.headers)
+            r = await c.options(path)
+            assert r.status_code == 204 and r.headers["allow"] == allow, (path, r.headers)
+
+
+async def test_head_answers_wherever_get_does_with_the_same_headers_and_no_body(svc) -> None:
+    async with svc.client() as c:
+        job = (await c.post("/v1/jobs", json=OK)).json()["job_id"]
+        for path in ("/v1/jobs", f"/v1/jobs/{job}", f"/v1/jobs/{job}/results",
+                     f"/v1/jobs/{job}/results.jsonl", "/healthz", "/metrics"):
+            get, head = await c.get(path), await c.head(path)
+            assert get.status_code == head.status_code == 200, (path, head)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == get.headers["content-type"], path
+        head = await c.head("/v1/jobs/no-such-job")
+        assert head.status_code == 404 and head.content == b""
+        etag = (await c.get(f"/v1/jobs/{job}")).headers["etag"]
+        assert (await c.head(f"/v1/jobs/{job}", headers={"If-None-Match": etag})).status_code == 304
+
+
 async def test_invalid_bodies_point_at_the_field(svc) -> None:
     async with svc.client() as c:
         body = assert_problem(await c.post("/v1/jobs", content=b"{bad json",
@@ -131,3 +159,33 @@ async def test_the_openapi_document_describes_every_route_and_the_envelope(svc) 
                 if int(status) >= 400:
                     assert list(resp["content"]) == ["application/problem+json"], (
                         path, method, status)
+
+
+async def test_the_openapi_document_declares_the_limits_and_links_the_job_routes(svc) -> None:
+    async with svc.client() as c:
+        doc = (await c.get("/schema/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    schemas = doc["components"]["schemas"]
+    submit = doc["paths"]["/v1/jobs"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SubmitRequest")
+    props = schemas["SubmitRequest"]["properties"]
+    assert props["timeout_s"]["anyOf"][0]["exclusiveMinimum"] == 0
+    assert props["inputs"]["anyOf"][0]["maxItems"] == 50  # the fixture's max_items_per_job
+    assert schemas["InputItem"]["properties"]["text"]["maxLength"] == 1000
+    assert set(props["model"]["enum"]) >= {"minilm", "minilm@1"}
+    assert {"415", "413", "405"} <= set(submit["responses"])
+    links = submit["responses"]["202"]["links"]
+    op_ids = {op["operationId"]: path for path, ops in doc["paths"].items()
+              for op in ops.values()}
+    assert {op_ids[link["operationId"]] for link in links.values()} == {
+        "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results", "/v1/jobs/{job_id}/results.jsonl",
+        "/v1/jobs/{job_id}/cancel"}
+    assert all(link["parameters"] == {"job_id": "$response.body#/job_id"}
+               for link in links.values())
+    results = {p["name"]: p for p in doc["paths"]["/v1/jobs/{job_id}/results"]["get"][
+        "parameters"]}
+    assert results["cursor"]["schema"]["pattern"] == "^[A-Za-z0-9_-]*$"
+    assert results["limit"]["schema"]["maximum"] == 1000
+    assert "head" not in doc["paths"]["/v1/jobs"]  # HEAD is GET without a body
+    assert "304" in doc["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]
