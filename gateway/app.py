@@ -25,41 +25,18 @@ from gateway.routes import ROUTES
 from gateway.services import GatewayServices
 
 
-def metrics_middleware(app: ASGIApp) -> ASGIApp:
-    """HTTP latency by route template and status."""
+def observe_middleware(app: ASGIApp) -> ASGIApp:
+    """Every request gets a request id (the caller's ``X-Request-Id`` or a new one) and a span
+    of the caller's W3C trace (or a new trace); both go back as response headers, into every
+    log line the request causes, and (the trace) onto the job's messages. Its latency is
+    observed by route template and status. One wrapper of ``send`` for both: each layer of
+    wrapping costs every request a call per message."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            handler = scope.get("route_handler")
-            route = next(iter(handler.paths)) if handler is not None else "unmatched"
-            metrics.HTTP_LATENCY.labels(scope["method"], route, str(status["code"])).observe(
-                time.perf_counter() - t0)
-
-    return middleware
-
-
-def trace_middleware(app: ASGIApp) -> ASGIApp:
-    """Every request gets a request id (the caller's ``X-Request-Id`` or a new one) and a
-    span of the caller's W3C trace (or a new trace); both go back as response headers, into
-    every log line the request causes, and (the trace) onto the job's messages."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
         rid = incoming = None
         for k, v in scope.get("headers", ()):  # ASGI: lower-case names
             if k == b"x-request-id":
@@ -68,23 +45,35 @@ def trace_middleware(app: ASGIApp) -> ASGIApp:
                 incoming = v.decode("latin-1")
         rid = rid or new_request_id()
         trace = continue_or_start(incoming)
+        traceparent = trace.header()
         state = scope.setdefault("state", {})
-        state["request_id"], state["traceparent"] = rid, trace.header()
+        state["request_id"], state["traceparent"] = rid, traceparent
+        status = 500
 
         async def send_wrapper(message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 out = list(message.get("headers", []))
-                names = {k.lower() for k, _ in out}
-                if b"x-request-id" not in names:
+                if not any(k.lower() == b"x-request-id" for k, _ in out):
                     out.append((b"x-request-id", rid.encode("latin-1")))
-                out.append((TRACEPARENT.encode(), trace.header().encode()))
+                out.append((_TRACEPARENT, traceparent.encode()))
                 message = {**message, "headers": out}
             await send(message)
 
-        with bound(request_id=rid, trace_id=trace.trace_id):
-            await app(scope, receive, send_wrapper)
+        try:
+            with bound(request_id=rid, trace_id=trace.trace_id):
+                await app(scope, receive, send_wrapper)
+        finally:
+            handler = scope.get("route_handler")
+            route = next(iter(handler.paths)) if handler is not None else "unmatched"
+            metrics.HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - t0)
 
     return middleware
+
+
+_TRACEPARENT = TRACEPARENT.encode()
 
 
 def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litestar:
@@ -108,7 +97,7 @@ def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litest
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers={Exception: E.handle_exception, HTTPException: E.handle_exception},
-        middleware=[trace_middleware, metrics_middleware],
+        middleware=[observe_middleware],
         request_max_body_size=settings.max_body_bytes,
         state=State(),
         openapi_config=OpenAPIConfig(
