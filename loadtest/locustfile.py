@@ -21,6 +21,7 @@ import logging
 import random
 import time
 import uuid
+from pathlib import Path
 
 import gevent
 import gevent.event
@@ -30,6 +31,7 @@ from locust import HttpUser, between, events, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from report import JobTally
+from sampler import MetricsSampler, metrics_urls
 
 log = logging.getLogger("inferq.loadtest")
 CFG = LoadConfig.from_env()
@@ -37,6 +39,7 @@ TALLY = JobTally()
 TERMINAL = {"succeeded", "failed"}  # the API's terminal statuses (stand-alone: no inferq import)
 RETRYABLE = {0, 409, 429, 502, 503, 504}  # 0: no response (connection error, timeout)
 REFUSED = gevent.event.Event()  # set when a safety rail refuses the run: no request goes out
+SAMPLER: list[MetricsSampler] = []  # the running one, if the run writes CSVs
 _user_seq = itertools.count()
 
 
@@ -61,6 +64,7 @@ def _fail(resp, rejected_name: str) -> None:
     """Mark a response failed with its status and code; backpressure gets its own row."""
     if resp.status_code in (409, 429, 503):
         resp.request_meta["name"] = rejected_name
+        TALLY.rejected(resp.status_code)
     resp.failure(f"{resp.status_code} {_problem_code(resp)}")
 
 
@@ -88,6 +92,15 @@ def _on_test_start(environment, **_kwargs) -> None:
         return
     REFUSED.clear()
     TALLY.reset()
+    csv_prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if csv_prefix and not SAMPLER:  # the service's gauges over time, for report.py's plots
+        try:
+            SAMPLER.append(MetricsSampler(metrics_urls(environment.host),
+                                          Path(f"{csv_prefix}_metrics.csv")))
+        except ValueError as exc:  # a metrics URL that is not loopback
+            _refuse(environment, str(exc))
+            return
+        SAMPLER[0].start()
 
     def deadline() -> None:
         log.warning("inferq load test: hard deadline of %.0f s reached, stopping", CFG.max_run_s)
@@ -98,6 +111,8 @@ def _on_test_start(environment, **_kwargs) -> None:
 
 @events.quitting.add_listener
 def _on_quitting(environment, **_kwargs) -> None:
+    while SAMPLER:
+        SAMPLER.pop().stop()
     if TALLY.by_size:
         options = environment.parsed_options
         print(TALLY.write(getattr(options, "csv_prefix", None) if options else None))
