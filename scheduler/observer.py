@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterable
 
 from nats.js import JetStreamContext
 from nats.js import errors as jserr
@@ -42,26 +43,30 @@ class QueueObserver:
     at most once every ``every_s``; a failed sample is skipped, never fatal."""
 
     def __init__(self, js: JetStreamContext, cache: JobStateCache, registry: RunnerRegistry,
+                 lanes_with_work: Callable[[], Awaitable[Iterable[Lane]]],
                  *, target_wait_s: float = 60.0, every_s: float = 2.0):
         self._js = js
+        self._lanes_with_work = lanes_with_work
+        """Every lane with chunks in JOBS, pulled or not: a chunk held in a former waits too,
+        so the fair-share ring (only lanes with something left to pull) would miss it."""
         self._cache = cache
         self._registry = registry
         self._target = target_wait_s
         self._every = every_s
         self._last = 0.0
 
-    async def maybe_observe(self, lanes: list[Lane], versions: dict[str, int]) -> None:
+    async def maybe_observe(self, versions: dict[str, int]) -> None:
         """Sample now if ``every_s`` has passed since the last sample (called every step)."""
         now = time.monotonic()
         if now - self._last < self._every:
             return
         self._last = now
         try:
-            await self._observe(lanes, versions)
+            await self._observe(versions)
         except Exception:
             log.debug("queue observation failed", exc_info=True)
 
-    async def _observe(self, lanes: list[Lane], versions: dict[str, int]) -> None:
+    async def _observe(self, versions: dict[str, int]) -> None:
         backlog = await self._cache.backlog()
         per_model: dict[str, int] = {}
         for (model, priority), n in backlog.models.items():
@@ -69,7 +74,7 @@ class QueueObserver:
             per_model[model] = per_model.get(model, 0) + n
         oldest: dict[tuple[str, str], float] = {}
         wall = time.time()
-        for lane in lanes:
+        for lane in await self._lanes_with_work():
             age = await self._oldest_age(lane, wall)
             if age is not None:
                 key = (lane.model, lane.priority)

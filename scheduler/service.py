@@ -33,7 +33,7 @@ from core.tracing import bound, trace_id_of
 from models.repository import ModelRepository
 from scheduler.credit import RunnerCredit
 from scheduler.dispatch import Backoff, Dispatch
-from scheduler.fairshare import FairShare
+from scheduler.fairshare import FairShare, Lane
 from scheduler.former import queue_delays
 from scheduler.held import HeldChunks
 from scheduler.intake import ChunkIntake, decode_chunk, trace_for
@@ -63,14 +63,14 @@ class Scheduler:
         self._nc = nc
         js = nc.jetstream()
         runners = RunnerRegistry(redis)
-        self._observer = QueueObserver(js, JobStateCache(redis), runners,
-                                       target_wait_s=s.target_wait_s, every_s=s.queue_observe_s)
         self._pipes = ModelPipes(repo or ModelRepository(s.model_repo),
                                  queue_delays(s.max_queue_delay_s, s.batch_queue_delay_factor))
         self._held = HeldChunks()
         self._intake = ChunkIntake(self._pipes, self._held)
         self._lanes = LaneConsumers(js, ack_wait_s=s.chunk_ack_wait_s,
                                     idle_reap_s=s.lane_idle_reap_s)
+        self._observer = QueueObserver(js, JobStateCache(redis), runners, self._lane_backlog,
+                                       target_wait_s=s.target_wait_s, every_s=s.queue_observe_s)
         policy = FairShare(weight_of, quantum=s.fair_share_quantum,
                            interactive_multiplier=s.interactive_multiplier)
         self._puller = FairPuller(policy, self._lanes, self._pipes, self._accept,
@@ -155,8 +155,11 @@ class Scheduler:
         worked = await self._puller.pull()
         worked |= await self._dispatch_ready()
         await self._heartbeat_held()
-        await self._observer.maybe_observe(self._puller.lanes(), self._pipes.versions())
+        await self._observer.maybe_observe(self._pipes.versions())
         return worked
+
+    async def _lane_backlog(self) -> list[Lane]:
+        return list(await self._lanes.backlog())
 
     # -- intake -----------------------------------------------------------------------------
     async def _accept(self, msg: Msg) -> int:
