@@ -98,6 +98,7 @@ def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litest
         lifespan=[lifespan],
         exception_handlers={Exception: E.handle_exception, HTTPException: E.handle_exception},
         middleware=[observe_middleware],
+        logging_config=None,  # the process's JSON lines (core.logs), not Litestar's text
         request_max_body_size=settings.max_body_bytes,
         state=State(),
         openapi_config=OpenAPIConfig(
