@@ -85,8 +85,20 @@ class Resumer:
         for part in ([parts.clear] if parts.clear else []) + alone:
             ledger = await self._ledger.running(batch.batch_id, ledger,
                                                 [(it.job_id, it.index) for it in part])
-            await self._writeback.commit(await self._inference.run(msg, batch, part),
-                                         time.time())
+            try:
+                await self._writeback.commit(await self._inference.run(msg, batch, part),
+                                             time.time())
+            except Exception:
+                # This runner is alive: whatever failed (a store or Redis outage, a bug), the
+                # part did not crash it, so it must not become the next delivery's suspect.
+                await self._clear_running(batch.batch_id, ledger)
+                raise
+
+    async def _clear_running(self, batch_id: str, ledger: Ledger) -> None:
+        try:
+            await self._ledger.running(batch_id, ledger, [])
+        except Exception:  # Redis down too: the part stays suspect, as before
+            log.warning("batch %s: could not clear its running part", batch_id, exc_info=True)
 
     async def forget(self, batch_id: str) -> None:
         """Drop the batch's ledger once the batch is acked."""
