@@ -97,8 +97,15 @@ def java_major(java: Path) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _yaml(data: Path, host: str, native_port: int, storage_port: int) -> str:
-    # One token, small memtables and caches, a periodic commit log (no fsync wait per write):
+def _commitlog(durable: bool) -> str:
+    if durable:
+        return "commitlog_sync: group\ncommitlog_sync_group_window: 10ms"
+    return "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms"
+
+
+def _yaml(data: Path, host: str, native_port: int, storage_port: int, durable: bool) -> str:
+    # One token, small memtables and caches, a periodic commit log unless ``durable`` (no fsync
+    # wait per write):
     # a node that starts in seconds on two cores. Timeouts are a little above the defaults so
     # a CI machine busy with other tests does not turn slowness into failures. Paxos v2, as
     # deploy/cassandra/production.cql advises, so the LWTs tested are the ones production runs.
@@ -122,8 +129,7 @@ commitlog_directory: "{data / 'commitlog'}"
 saved_caches_directory: "{data / 'saved_caches'}"
 hints_directory: "{data / 'hints'}"
 cdc_raw_directory: "{data / 'cdc_raw'}"
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+{_commitlog(durable)}
 commitlog_segment_size: 8MiB
 memtable_heap_space: 64MiB
 memtable_offheap_space: 64MiB
@@ -159,12 +165,16 @@ _LOGBACK = """\
 
 def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int | None = None,
                    storage_port: int | None = None, host: str = "127.0.0.1",
-                   heap_mb: int = 512, log_path: Path | None = None) -> ServerProcess:
+                   heap_mb: int = 512, log_path: Path | None = None,
+                   durable: bool = False) -> ServerProcess:
     """A one-node cluster (datacenter ``datacenter1``) with everything under ``data_dir``.
 
     Free ports by default: the CQL port is the process's ``port``; the storage port (gossip,
     never contacted from outside) only appears in the written ``cassandra.yaml``. The node's
     own log is ``data_dir/system.log``; ``log_path`` gets the JVM's stdout and stderr.
+    ``durable``: group commit (every acknowledged write fsynced within 10 ms) instead of a
+    periodic commit log, which a SIGKILL can roll back by up to its 10 s period, losing writes
+    the node had acknowledged: what a node holding results it alone has must use.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +182,7 @@ def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int |
     while storage_port is None or storage_port == native_port:
         storage_port = free_port(host)
     conf = data_dir / "cassandra.yaml"
-    conf.write_text(_yaml(data_dir, host, native_port, storage_port))
+    conf.write_text(_yaml(data_dir, host, native_port, storage_port, durable))
     logback = data_dir / "logback.xml"
     logback.write_text(_LOGBACK.format(log=data_dir / "system.log"))
     argv = [
@@ -243,7 +253,7 @@ def dev_node(state: Path, home: Path, java_home: Path | None) -> tuple[str, Serv
             ports[1] = free_port()
     ports_file.write_text(f"{ports[0]} {ports[1]}\n")
     node = cassandra_node(data, home, java=java, native_port=ports[0], storage_port=ports[1],
-                          log_path=state / "logs" / "cassandra.log")
+                          log_path=state / "logs" / "cassandra.log", durable=True)
     start_node(node)
     url = f"cassandra://{node.host}:{node.port}/inferq?dc=datacenter1&replication=datacenter1:1"
     return url, node
