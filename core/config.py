@@ -222,6 +222,66 @@ class Settings:
     sim_token_us: float = 0.0
     """Simulated device: time per padded token of a batch, in microseconds."""
 
+    # --- webhooks (gateway/webhooks) ---
+    webhook_allow_http: bool = False
+    """Webhook URLs may be plain http. Off in production (the body and its signature would
+    cross the network in the clear); tests and ``inferq dev`` turn it on for loopback."""
+    webhook_allowed_networks: str = ""
+    """Comma-separated CIDR networks webhooks may reach although they are not public
+    (loopback, private, link-local are refused otherwise: SSRF). ``inferq dev``:
+    ``127.0.0.0/8,::1/128``. Each one opens the internal network to tenants' URLs."""
+    webhook_concurrency: int = 16
+    """Webhook deliveries in flight per gateway (0: this gateway delivers none; others do).
+    More drains a burst of job ends faster; each is an outbound connection."""
+    webhook_timeout_s: float = 10.0
+    """One attempt's limit (connect, send, answer): a slow receiver holds a slot this long."""
+    webhook_lease_s: float = 60.0
+    """A claimed delivery comes back to any gateway after this if the one making it died:
+    longer than ``webhook_timeout_s``, or slow receivers get duplicate attempts."""
+    webhook_poll_s: float = 0.5
+    """How often a gateway looks for due deliveries: the latency of a webhook after its job
+    ends, against one Redis call per interval per gateway."""
+    webhook_backoff_s: float = 5.0
+    """Delay after a first failed attempt; doubled after each (with jitter) up to
+    ``webhook_backoff_max_s``."""
+    webhook_backoff_max_s: float = 3600.0
+    """The longest delay between attempts."""
+    webhook_retry_window_s: float = 86400.0
+    """Attempts stop this long after the job's end (the delivery is then ``failed``)."""
+
+    # --- files and jobs from files (gateway/files.py, gateway/filejobs.py) ---
+    max_file_lines: int = 1_000_000
+    """Most lines (items) in one uploaded JSONL file, hence in one job made from a file. A
+    file job's items all enter the tenant's backlog at once, so its quota must hold them."""
+    max_file_bytes: int = 1024**3
+    """Largest uploaded file. The gateway streams it to the object store in constant memory;
+    the cost is JetStream disk (twice this per file at worst, see ``files_bucket``)."""
+    files_bucket: str = "inferq-files"
+    """JetStream object-store bucket of uploaded files and kept job inputs. Its age limit is
+    twice ``result_ttl_s``: a file is usable for ``result_ttl_s``, and its bytes outlive the
+    results of any job made from it (retries read them)."""
+    file_publish_lease_s: float = 15.0
+    """How long a gateway holds a file job it publishes before another may take it over (it
+    renews the lease while alive). Far below JetStream's 120 s duplicate window, so the chunk
+    a dead gateway had in flight is deduplicated when another republishes it."""
+    file_publish_poll_s: float = 1.0
+    """How often a gateway looks for file jobs whose publisher died."""
+
+    # --- OpenAI-compatible surface (gateway/openai) ---
+    openai_wait_s: float = 60.0
+    """Longest ``POST /openai/v1/embeddings`` holds its request open for the job it queued
+    (also the job's deadline, so an abandoned job ends by itself); past it the client gets a
+    504 ``timeout`` with Retry-After. Longer rides out deeper backlogs; shorter frees
+    connections sooner and hands the wait to the client's retries."""
+
+    # --- operator view (gateway/operator.py, /ui) ---
+    operator_api_key_hmac: str = ""
+    """Comma-separated HMAC-SHA256 digests (hex, under ``api_key_pepper``, like tenants'
+    ``api_key_hmac``) of the operator keys that may read ``GET /v1/operator/overview`` and
+    the operator view of ``/ui``: queues, runners, dead letters and every tenant's share. Not
+    a tenant key (a tenant key there is a 403). Two digests let a key be rotated; empty: no
+    operator can sign in. Needs ``api_key_pepper``."""
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``INFERQ_CONFIG`` (TOML), then ``INFERQ_*`` variables, then overrides."""

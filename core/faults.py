@@ -21,6 +21,7 @@ POINTS = frozenset({
     "scheduler.before_ack",
     "gateway.after_idempotency_record",
     "gateway.mid_publish",
+    "gateway.file_mid_publish",
 })
 
 _armed: dict[str, float] = {}

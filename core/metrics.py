@@ -77,3 +77,6 @@ ITEMS_INFERRED = Counter(
     "inferq_items_inferred_total",
     "Items run through the backend, redelivered duplicates included", ["model"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "inferq_webhook_attempts_total", "Webhook delivery attempts by result",
+    ["result"])  # delivered | failed_retry | failed_final | refused

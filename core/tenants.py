@@ -45,6 +45,11 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     api_key_hmac: list[str] = []
     api_key_sha256: list[str] = []
     """Legacy: plain SHA-256 of a key. Still accepted, with a warning at load."""
+    webhook_url: str | None = None
+    """Default webhook endpoint for jobs submitted without ``webhook`` (both job ends)."""
+    webhook_secret: str | None = None
+    """Signs this tenant's webhooks (Standard Webhooks, ``whsec_<base64>``); no secret, no
+    webhooks. Shared with the tenant's receiver."""
 
 
 class TenantsFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,6 +150,9 @@ def write_tenants_file(path: Path, tenants: dict[str, Tenant]) -> None:
         lines.append(f"[tenants.{name}]")
         for f in ("weight", "requests_per_s", "items_per_min", "polls_per_s", "backlog_quota"):
             lines.append(f"{f} = {getattr(t, f)!r}")
+        for f in ("webhook_url", "webhook_secret"):
+            if getattr(t, f):
+                lines.append(f"{f} = {getattr(t, f)!r}")
         for field in ("api_key_hmac", "api_key_sha256"):
             if getattr(t, field) or (field == "api_key_sha256" and not t.api_key_hmac):
                 keys = ", ".join(f'"{h}"' for h in getattr(t, field))

@@ -20,9 +20,14 @@ from core.config import Settings
 from core.tracing import HEADER as TRACEPARENT
 from core.tracing import bound, continue_or_start, new_request_id
 from gateway import errors as E
+from gateway.extra_routes import EXTRA_ROUTES
+from gateway.fileroutes import FILE_ROUTES
+from gateway.openai.routes import OPENAI_ROUTER
 from gateway.openapi import FinishedJsonPlugin
+from gateway.operator import OPERATOR_ROUTES
 from gateway.routes import ROUTES
 from gateway.services import GatewayServices
+from gateway.ui import UI_ROUTES
 
 
 def observe_middleware(app: ASGIApp) -> ASGIApp:
@@ -94,7 +99,8 @@ def create_app(settings: Settings, svc: GatewayServices | None = None) -> Litest
                 await services.close()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *EXTRA_ROUTES, *FILE_ROUTES, OPENAI_ROUTER, *OPERATOR_ROUTES,
+                        *UI_ROUTES],
         lifespan=[lifespan],
         exception_handlers={Exception: E.handle_exception, HTTPException: E.handle_exception},
         middleware=[observe_middleware],

@@ -232,3 +232,9 @@ def _translate(exc: Exception) -> ApiError:
 def handle_exception(request: Request, exc: Exception) -> Response:
     """The app's one exception handler: translate, then answer with the envelope."""
     return problem_response(request, _translate(exc))
+
+
+def translate(exc: Exception) -> ApiError:
+    """Any exception as the ApiError it answers with: for error shapes other than problem+json
+    (the OpenAI-compatible routes) that must agree with this one on status and code."""
+    return _translate(exc)

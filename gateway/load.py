@@ -23,6 +23,9 @@ class ModelLoad:
     """Items queued or running for the model (every tenant and priority)."""
     throughput: float | None = None
     """Items per second its live runners finish (measured capacity x runners); None: unknown."""
+    token_rate: float | None = None
+    """Padded tokens per second of its live runners together (each pool's slowest runner x
+    its runners); None: unknown."""
 
 
 class LoadView:
@@ -49,12 +52,14 @@ class LoadView:
         known = self._repo.models()
         sample: dict[str, ModelLoad] = {}
         for model in set(per_model) | set(known):
-            rate = 0.0
+            rate = tokens = 0.0
             for version in known.get(model, []):
                 pool = await self._registry.pool(model, version)
                 if pool.capacity:
                     rate += pool.capacity * pool.count
-            sample[model] = ModelLoad(per_model.get(model, 0), rate or None)
+                if pool.token_rate:
+                    tokens += pool.token_rate * pool.count
+            sample[model] = ModelLoad(per_model.get(model, 0), rate or None, tokens or None)
         self._models = sample
 
     async def models_without_runner(self) -> list[str]:

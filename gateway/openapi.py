@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from core.config import Settings
 from gateway.limits import IDEMPOTENCY_HEADER
+from gateway.openai import openapi as openai_openapi
 from schemas.api import METADATA_MAX_DEPTH, METADATA_MAX_NUMBER
 
 CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
@@ -68,9 +69,10 @@ def submit_schemas(settings: Settings, models: list[str]) -> dict[str, Any]:
         },
         "SubmitRequest": {
             "type": "object", "additionalProperties": False, "required": ["model"],
-            "description": "Exactly one of `inputs` (1 to INFERQ_MAX_ITEMS_PER_JOB items) or "
-                           "`input` (one item). Members are named once each; the body is "
-                           "UTF-8 JSON no larger than INFERQ_MAX_BODY_BYTES (413).",
+            "description": "Exactly one of `inputs` (1 to INFERQ_MAX_ITEMS_PER_JOB items), "
+                           "`input` (one item) or `input_file_id`. Members are named once "
+                           "each; the body is UTF-8 JSON no larger than "
+                           "INFERQ_MAX_BODY_BYTES (413).",
             "properties": {
                 "model": {"type": "string", "enum": models,
                           "description": "A served model: its alias (newest version) or "
@@ -83,11 +85,39 @@ def submit_schemas(settings: Settings, models: list[str]) -> dict[str, Any]:
                 "timeout_s": {"anyOf": [{"type": "number", "exclusiveMinimum": 0,
                                          "maximum": 7 * 86400}, {"type": "null"}]},
                 "metadata": {"anyOf": [{"$ref": _REF + "Metadata"}, {"type": "null"}]},
+                "webhook": {"anyOf": [{"$ref": _REF + "WebhookRequest"}, {"type": "null"}]},
+                "input_file_id": {
+                    "anyOf": [{"type": "string", "pattern": "^file-[0-9a-f]{32}$"},
+                              {"type": "null"}],
+                    "description": "Instead of `inputs`/`input`: an uploaded file (`POST "
+                                   "/v1/files`) whose lines are the items, up to "
+                                   "INFERQ_MAX_FILE_LINES (404 `file_not_found` if unknown)"},
             },
             "oneOf": [
                 {"required": ["inputs"], "properties": {"inputs": {"type": "array"}}},
                 {"required": ["input"], "properties": {"input": {"type": "object"}}},
+                {"required": ["input_file_id"],
+                 "properties": {"input_file_id": {"type": "string"}}},
             ],
+        },
+        "WebhookRequest": {
+            "type": "object", "additionalProperties": False, "required": ["url"],
+            "description": "Where to send the job's end (Standard Webhooks: `webhook-id`, "
+                           "`webhook-timestamp`, `webhook-signature` signed with the tenant's "
+                           "webhook secret; the body is the status document). https to a "
+                           "public address only, unless the operator allows more; a tenant "
+                           "without a webhook secret gets a 400.",
+            "properties": {
+                # A host name (an address literal must be public): what a fuzzer may send.
+                "url": {"type": "string", "minLength": 1, "maxLength": 2048,
+                        "pattern": "^https://([a-z0-9-]+[.])+[a-z][a-z0-9-]*(:[1-9][0-9]{0,3})?"
+                                   "(/[A-Za-z0-9._~/-]*)?$"},
+                "events": {"anyOf": [{"type": "array", "minItems": 1, "maxItems": 2,
+                                      "items": {"type": "string", "enum": [
+                                          "job.succeeded", "job.failed"]}},
+                                     {"type": "null"}],
+                           "description": "Default: both"},
+            },
         },
         **metadata_schemas(),
     }
@@ -139,7 +169,12 @@ def finish(doc: dict[str, Any], settings: Settings, models: list[str]) -> None:
     submit["responses"]["202"]["links"] = _links()
     submit["responses"]["202"].setdefault("headers", {})["Location"] = {
         "description": "The job's status URL", "schema": {"type": "string"}}
+    if upload := paths.get("/v1/files", {}).get("post"):  # read raw (gateway/files.py)
+        upload["requestBody"] = {"required": True, "content": {"application/x-ndjson": {
+            "schema": {"type": "string", "description": "JSON Lines: each line a JSON string "
+                       "or an object {text, id?}"}}}}
     get_job = paths["/v1/jobs/{job_id}"]["get"]
+
     get_job["responses"]["304"] = {"description": "Not modified: If-None-Match matched the "
                                                   "job's current ETag (no body)"}
     for path, ops in paths.items():
@@ -168,5 +203,6 @@ class FinishedJsonPlugin(JsonRenderPlugin):
             models = [name + suffix for name, versions in repo.models().items()
                       for suffix in ("", *(f"@{v}" for v in versions))]
             finish(doc, self._settings, models)
+            openai_openapi.finish(doc, self._settings, repo)
             self._rendered = self.render_json(request, doc)
         return self._rendered

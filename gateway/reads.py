@@ -13,6 +13,7 @@ import msgspec
 from core import metrics
 from gateway import errors as E
 from gateway.jobend import JOB_LEVEL
+from gateway.queue import QueueView
 from schemas.api import JobList, ResultItem, ResultsPage
 from schemas.errors import ITEM_RETRYABLE, ErrorCode, ItemError
 from schemas.states import ItemStatus, JobStatus
@@ -47,9 +48,11 @@ class JobReader:
     """Every read of a job, scoped to the calling tenant: status, result pages, the JSONL
     artifact and the job list."""
 
-    def __init__(self, store: ResultStore, cache: JobStateCache):
+    def __init__(self, store: ResultStore, cache: JobStateCache,
+                 queue: QueueView | None = None):
         self._store = store
         self._cache = cache
+        self._queue = queue
 
     async def status(self, tenant: str, job_id: str) -> JobStatusSnapshot:
         """The job's status from Redis, rebuilt from the store on a miss; 404 unless the
@@ -64,7 +67,7 @@ class JobReader:
                 raise E.JobNotFound(f"no job {job_id}")
         if snap.tenant != tenant or snap.expires_at <= time.time():
             raise E.JobNotFound(f"no job {job_id}")
-        return snap
+        return self._queue.annotate(snap) if self._queue is not None else snap
 
     async def owned_job(self, tenant: str, job_id: str) -> JobRecord:
         """The tenant's live job; 404 for an unknown, expired or another tenant's job."""

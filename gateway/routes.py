@@ -17,10 +17,12 @@ from core.tenants import Tenant
 from core.tracing import bind_fields
 from gateway import errors as E
 from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
+from gateway.artifact import respond as respond_jsonl
 from gateway.body import decode_submit
 from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.services import GatewayServices
 from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage
+from schemas.dryrun import DryRunReport
 from schemas.errors import ErrorCode
 from schemas.states import ItemStatus
 from store.jobstate import JobStatusSnapshot
@@ -101,12 +103,21 @@ def get_and_head(path: str, **kwargs):
 
 
 @post("/v1/jobs", status_code=202, summary="Submit a job (one item or up to 10,000)",
-      responses=problems(400, 401, 409, 413, 415, 422, 429, 503), **WITH_AUTH)
+      responses={**problems(400, 401, 409, 413, 415, 422, 429, 503),
+                 404: ResponseSpec(Problem, description="`file_not_found`: `input_file_id` "
+                                   "names no live file of the tenant's",
+                                   media_type=E.PROBLEM_JSON, generate_examples=False),
+                 200: ResponseSpec(DryRunReport, generate_examples=False,
+                                   description="`dry_run=true`: the report; nothing created")},
+      **WITH_AUTH)
 async def submit_job(
     request: Request,
     idempotency_key: Annotated[str | None, HeaderParameter(
         name=IDEMPOTENCY_HEADER, required=False,
         description="Makes the submission exactly-once per (tenant, key) for 24 h")] = None,
+    dry_run: Annotated[bool, QueryParameter(
+        required=False, description="Check, tokenize and estimate only: 200 with the "
+        "report, nothing created, one request token spent")] = False,
 ) -> Response[JobStatusDoc]:
     """Admit and queue a job; a repeated Idempotency-Key replays the first job's answer. The
     body is read raw and decoded once, typed (gateway/body.py); its schema is in the OpenAPI
@@ -116,8 +127,13 @@ async def submit_job(
     key = check_idempotency_key(idempotency_key, svc.settings)
     data = decode_submit(await request.body(), request.headers.get("content-type"),
                          svc.settings)
-    done = await svc.submitter.submit(tenant, key_id, data, key,
-                                      traceparent=request.scope["state"].get("traceparent"))
+    if dry_run and svc.dry_run is not None:  # gateway/dryrun.py
+        report, headers = await svc.dry_run.report(tenant, key_id, data)
+        return Response(report, status_code=200, headers=headers)  # type: ignore[arg-type]
+    # A job from an uploaded file is published in the background (gateway/filejobs.py).
+    submitter = svc.filejobs if data.input_file_id is not None else svc.submitter
+    done = await submitter.submit(tenant, key_id, data, key,
+                                  traceparent=request.scope["state"].get("traceparent"))
     snap = await svc.reader.status(tenant.name, done.job_id)
     headers = {"Location": f"/v1/jobs/{done.job_id}", **done.headers}
     if done.replayed:
@@ -201,12 +217,13 @@ async def get_results(
               media_type="application/x-ndjson", responses=problems(400, 401, 404, 429, 503),
               **WITH_AUTH)
 async def get_results_jsonl(request: Request, job_id: JobId) -> Stream:
-    """Every item result as one JSON line each, streamed in index order."""
+    """Every item result as one JSON line each, streamed in index order; once the job is
+    terminal, a fixed artifact: ``Range`` gives ``206``, ``Repr-Digest`` its SHA-256."""
     tenant, key_id = caller(request)
     svc = services(request)
     headers = await svc.admission.read(tenant, key_id)
-    lines = await svc.reader.jsonl(tenant.name, job_id)
-    return Stream(lines, media_type="application/x-ndjson", headers=headers)
+    # Terminal: byte-stable, with ETag, Repr-Digest, Content-Length and Range (206).
+    return await respond_jsonl(svc.artifacts, tenant.name, job_id, request.headers, headers)
 
 
 @get_and_head("/healthz", summary="Liveness")

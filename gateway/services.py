@@ -12,20 +12,31 @@ from core import bus
 from core.config import Settings
 from core.tenants import TenantDirectory
 from gateway.admission import Admission
+from gateway.artifact import Artifacts
+from gateway.dryrun import DryRun
+from gateway.filejobs import FileJobs
+from gateway.files import FileService
 from gateway.jobend import JobEnder
 from gateway.load import LoadView
+from gateway.queue import QueueView
 from gateway.reads import JobReader
 from gateway.submit import Submitter
 from gateway.sweeper import Sweeper
+from gateway.webhooks.dispatcher import WebhookDispatcher
+from gateway.webhooks.subscribe import Subscriptions
+from gateway.webhooks.targets import TargetPolicy
 from models.repository import ModelRepository
 from store.endschedule import EndSchedule
+from store.filepublish import FilePublishQueue
 from store.jobstate import JobStateCache
+from store.objects import ObjectBucket
 from store.ratelimit import RateLimiter
 from store.redis_client import open_redis
 from store.redis_errors import check_noeviction
 from store.results import open_result_store
 from store.results.base import ResultStore
 from store.runners import RunnerRegistry
+from store.webhooks import WebhookStore
 
 log = logging.getLogger("inferq.gateway")
 
@@ -47,6 +58,11 @@ class GatewayServices:
     submitter: Submitter
     reader: JobReader
     sweeper: Sweeper
+    webhooks: WebhookStore
+    files: FileService | None = None
+    filejobs: FileJobs | None = None
+    artifacts: Artifacts | None = None
+    dry_run: DryRun | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> GatewayServices:
@@ -74,10 +90,26 @@ class GatewayServices:
         schedule = EndSchedule(redis)
         ender = JobEnder(store, cache, schedule, lease_s=settings.job_end_lease_s,
                          settle_s=settings.job_end_settle_s)
-        submitter = Submitter(settings, repo, store, cache, nc, admission, schedule)
-        sweeper = Sweeper(settings, store, cache, ender, load)
+        webhooks = WebhookStore(redis)
+        policy = TargetPolicy.parse(settings.webhook_allow_http,
+                                    settings.webhook_allowed_networks)
+        submitter = Submitter(settings, repo, store, cache, nc, admission, schedule,
+                              subscriptions=Subscriptions(policy, webhooks))
+        dispatcher = WebhookDispatcher(settings, webhooks, cache, store, tenants, policy)
+        publishing = FilePublishQueue(redis)
+        files = FileService(settings, ObjectBucket(
+            nc, settings.files_bucket, ttl_s=2 * settings.result_ttl_s,
+            replicas=settings.stream_replicas), publishing)
+        filejobs = FileJobs(settings, files, submitter, store, cache, nc, admission, schedule,
+                            publishing)
+        queue = QueueView(cache, load, tenants,
+                          interactive_multiplier=settings.interactive_multiplier)
+        sweeper = Sweeper(settings, store, cache, ender, load, loops=[dispatcher, filejobs],
+                          still_publishing=filejobs.pending, queue=queue)
         return cls(settings, tenants, repo, nc, redis, store, cache, load, admission, ender,
-                   submitter, JobReader(store, cache), sweeper)
+                   submitter, JobReader(store, cache, queue), sweeper, webhooks, files=files,
+                   filejobs=filejobs, artifacts=Artifacts(JobReader(store, cache, queue), redis),
+                   dry_run=DryRun(settings, repo, submitter, admission, load, files))
 
     async def close(self) -> None:
         """Close NATS, Redis and the store; a failure to close one is logged, not raised."""

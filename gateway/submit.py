@@ -26,6 +26,7 @@ from core.tracing import bind_fields, continue_or_start
 from gateway import errors as E
 from gateway.admission import Admission
 from gateway.limits import IDEMPOTENCY_HEADER, check_submit
+from gateway.webhooks.subscribe import Subscriptions, Webhook
 from models.errors import ModelNotFound
 from models.repository import ModelRepository
 from schemas import subjects
@@ -62,7 +63,8 @@ class Submitter:
     """Admits, records and publishes jobs; completes half-done submissions on a retry."""
 
     def __init__(self, settings: Settings, repo: ModelRepository, store: ResultStore,
-                 cache: JobStateCache, nc: NATS, admission: Admission, schedule: EndSchedule):
+                 cache: JobStateCache, nc: NATS, admission: Admission, schedule: EndSchedule,
+                 subscriptions: Subscriptions | None = None):
         self._s = settings
         self._repo = repo
         self._store = store
@@ -71,6 +73,7 @@ class Submitter:
         self._js = nc.jetstream()
         self._admission = admission
         self._schedule = schedule
+        self._subscriptions = subscriptions
 
     def resolve_model(self, spec: str) -> tuple[str, int]:
         """``name`` or ``name@version`` to a served (name, version); 400 at ``/model`` if
@@ -88,6 +91,7 @@ class Submitter:
         ``traceparent``: the request's span; the job's chunks carry a child of it."""
         check_submit(req, self._s)
         model, version = self.resolve_model(req.model)
+        webhook = self.webhook(tenant, req)
         if not self._nc.is_connected:
             raise E.Unavailable("the message bus (NATS) is unreachable", retry_after_s=2)
         now = time.time()
@@ -96,7 +100,7 @@ class Submitter:
             if stored is not None:  # a retry: admitted as a request, not as new items
                 headers = await self._admission.write(tenant, key_id)
                 return await self._replay(tenant, req, stored, model, version, now, headers,
-                                          traceparent)
+                                          traceparent, webhook)
         headers = await self._admission.submit(tenant, key_id, model, len(req.items()))
         job_id = new_job_id()
         bind_fields(job_id=job_id)
@@ -108,17 +112,17 @@ class Submitter:
             stored, created = await self._store.claim_idempotency(claim, now)
             if not created:  # a concurrent duplicate won the claim
                 return await self._replay(tenant, req, stored, model, version, now, headers,
-                                          traceparent)
+                                          traceparent, webhook)
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
-        await self._complete(job, req, traceparent)
+        await self._complete(job, req, traceparent, webhook)
         metrics.JOBS_SUBMITTED.labels(model, req.priority).inc()
         metrics.ITEMS_SUBMITTED.labels(model, req.priority).inc(job.total)
         return Submitted(job_id, replayed=False, headers=headers)
 
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
                       model: str, version: int, now: float, headers: dict[str, str],
-                      traceparent: str | None) -> Submitted:
+                      traceparent: str | None, webhook: Webhook | None) -> Submitted:
         bind_fields(job_id=stored.job_id)
         if stored.request_hash != request_hash(req):
             raise E.IdempotencyKeyReused(
@@ -135,7 +139,7 @@ class Submitter:
         if job is None:
             job = self._job_record(stored.job_id, tenant, req, model, version, stored.created_at,
                                    stored.key, stored.request_hash)
-        await self._complete(job, req, traceparent)
+        await self._complete(job, req, traceparent, webhook)
         return Submitted(job.job_id, replayed=True, headers=headers)
 
     def _job_record(self, job_id: str, tenant: Tenant, req: SubmitRequest, model: str,
@@ -165,9 +169,17 @@ class Submitter:
             out.append(cur)
         return out
 
+    def webhook(self, tenant: Tenant, req: SubmitRequest) -> Webhook | None:
+        """The job's webhook (its own, or the tenant's default), checked; 400 if refused."""
+        if self._subscriptions is None:
+            return None
+        return self._subscriptions.resolve(tenant, req.webhook)
+
     async def _complete(self, job: JobRecord, req: SubmitRequest,
-                        traceparent: str | None) -> None:
+                        traceparent: str | None, webhook: Webhook | None = None) -> None:
         await self._store.create_job(job)
+        if self._subscriptions is not None:  # before the job exists in Redis: its end sees it
+            await self._subscriptions.record(job.job_id, job.tenant, webhook, job.expires_at)
         await self._cache.init_job(job.job_id, JobFields(
             tenant=job.tenant, model=job.model, version=job.model_version,
             priority=Priority(job.priority), total=job.total, created_at=job.created_at,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from core.config import Settings
 from gateway.jobend import JobEnder
 from gateway.load import LoadView
+from gateway.queue import QueueView
 from schemas.errors import ErrorCode
 from store.jobstate import JobStateCache
 from store.results.base import ResultStore
@@ -22,16 +24,32 @@ from store.results.base import ResultStore
 log = logging.getLogger("inferq.gateway.sweeper")
 
 
+class Loop(Protocol):
+    """A background loop the sweeper starts and stops with its own (the webhook dispatcher)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Sweeper:
-    """Periodic tasks with ``start()`` and an idempotent ``stop()`` (cancel, then await)."""
+    """Periodic tasks with ``start()`` and an idempotent ``stop()`` (cancel, then await);
+    ``loops`` are started and stopped with them."""
 
     def __init__(self, settings: Settings, store: ResultStore, cache: JobStateCache,
-                 ender: JobEnder, load: LoadView):
+                 ender: JobEnder, load: LoadView, loops: Sequence[Loop] = (),
+                 still_publishing: Callable[[str], Awaitable[bool]] | None = None,
+                 queue: QueueView | None = None):
         self._s = settings
+        self._queue = queue
+        """Queue positions and ETAs, sampled right after the load (gateway/queue.py)."""
         self._store = store
         self._cache = cache
         self._ender = ender
         self._load = load
+        self._loops = list(loops)
+        self._still_publishing = still_publishing
+        """Whether a job's chunks are still being queued in the background (file jobs)."""
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
 
@@ -45,9 +63,11 @@ class Sweeper:
                                   ("recovery", s.recovery_interval_s, self.recover_submissions),
                                   ("purge", s.purge_interval_s, self.purge),
                                   ("backlog", s.backlog_reconcile_s, self.reconcile_backlog),
-                                  ("load", s.load_refresh_s, self._load.refresh)):
+                                  ("load", s.load_refresh_s, self.refresh_load)):
             self._tasks.append(asyncio.create_task(self._every(name, every, step),
                                                    name=f"gateway-{name}"))
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Let the steps in hand finish (each is idempotent, so cutting one short is safe
@@ -56,6 +76,8 @@ class Sweeper:
         if not tasks:
             return
         self._stopping.set()
+        for loop in self._loops:
+            await loop.stop()
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
         for t in pending:
             t.cancel()
@@ -80,6 +102,12 @@ class Sweeper:
             except TimeoutError:
                 pass
 
+    async def refresh_load(self) -> None:
+        """Sample the models' load, then the live jobs' queue positions."""
+        await self._load.refresh()
+        if self._queue is not None:
+            await self._queue.refresh()
+
     async def sweep_ends(self) -> int:
         """Job ends whose time has come; loops while a full page was due."""
         total = 0
@@ -99,6 +127,8 @@ class Sweeper:
             current = await self._store.get_job(job.job_id)
             if current is None or current.published:
                 continue  # a retry completed it meanwhile
+            if self._still_publishing and await self._still_publishing(job.job_id):
+                continue  # a file job some gateway is publishing (gateway/filejobs.py)
             log.warning("job %s of %s was never fully published: failing it", job.job_id,
                         job.tenant)
             await self._ender.end_now(current, ErrorCode.SUBMISSION_INTERRUPTED)

@@ -17,6 +17,7 @@ a second job.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import hashlib
 import json
@@ -31,6 +32,8 @@ from typing import IO, Any
 
 import httpx
 
+from core.webhook_signature import InvalidSignature
+from core.webhook_signature import verify as verify_webhook
 from schemas.states import TERMINAL_JOB, JobStatus
 
 
@@ -126,18 +129,33 @@ class Client:
     async def submit(self, inputs: list[str | dict[str, Any]], *, model: str,
                      priority: str | None = None, timeout_s: float | None = None,
                      metadata: dict[str, Any] | None = None,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
-        """Submit a job; returns its status document. Retried with one Idempotency-Key."""
+                     idempotency_key: str | None = None,
+                     webhook: str | dict[str, Any] | None = None,
+                     dry_run: bool = False) -> dict[str, Any]:
+        """Submit a job; returns its status document. Retried with one Idempotency-Key.
+
+        ``webhook``: a URL, or ``{"url": ..., "events": ["job.succeeded", "job.failed"]}``,
+        told of the job's end (verify it with :func:`inferq.client.verify_webhook`).
+        ``dry_run``: only check, tokenize and estimate; returns the dry-run report."""
         body: dict[str, Any] = {"model": model, "inputs": [
             {"text": x} if isinstance(x, str) else x for x in inputs]}
+        if isinstance(webhook, str):
+            webhook = {"url": webhook}
         for name, value in (("priority", priority), ("timeout_s", timeout_s),
-                            ("metadata", metadata)):
+                            ("metadata", metadata), ("webhook", webhook)):
             if value is not None:
                 body[name] = value
+        if dry_run:
+            r = await self.request("POST", "/v1/jobs", json=body, params={"dry_run": "true"})
+            return r.json()
         key = idempotency_key or uuid.uuid4().hex
         r = await self.request("POST", "/v1/jobs", json=body,
                                headers={"Idempotency-Key": key})
         return r.json()
+
+    async def webhook_deliveries(self, job_id: str) -> dict[str, Any]:
+        """The job's webhook: its state and every delivery attempt."""
+        return (await self.request("GET", f"/v1/jobs/{job_id}/webhook-deliveries")).json()
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The status document; a conditional GET, so an unchanged job costs a 304."""
@@ -220,6 +238,70 @@ class Client:
             if not cursor:
                 return
 
+    async def upload_file(self, path: str | Path) -> dict[str, Any]:
+        """Upload a JSONL file (streamed from disk) for ``submit_file_job``; its description
+        (``file_id``, ``lines``, ``bytes``, ``sha256``). Not retried: a retry resends it."""
+
+        async def body() -> AsyncIterator[bytes]:
+            with open(path, "rb") as fh:  # noqa: ASYNC230 - 1 MiB reads, between sends
+                while piece := fh.read(1 << 20):
+                    yield piece
+
+        r = await self._http.post("/v1/files", content=body(),
+                                  headers={"Content-Type": "application/x-ndjson"})
+        self.attempts += 1
+        if r.status_code != 201:
+            raise self._error(r)
+        return r.json()
+
+    async def submit_file_job(self, file_id: str, *, model: str, priority: str | None = None,
+                              timeout_s: float | None = None,
+                              idempotency_key: str | None = None) -> dict[str, Any]:
+        """A job of an uploaded file's lines (up to 1,000,000); retried with one key."""
+        body: dict[str, Any] = {"model": model, "input_file_id": file_id}
+        if priority:
+            body["priority"] = priority
+        if timeout_s:
+            body["timeout_s"] = timeout_s
+        key = idempotency_key or str(uuid.uuid4())
+        return (await self.request("POST", "/v1/jobs", json=body,
+                                   headers={"Idempotency-Key": key})).json()
+
+    async def download_results(self, job_id: str, dest: str | Path) -> dict[str, Any]:
+        """Download a terminal job's ``results.jsonl`` to ``dest``, resuming a partial
+        ``<dest>.part`` left by an interrupted call (``Range`` + ``If-Range``), and check it
+        against the manifest's length and SHA-256 (and the ``Repr-Digest`` sent with it);
+        returns the manifest. A bad copy is deleted and raises ``InferqError``."""
+        dest = Path(dest)
+        manifest = (await self.request("GET", f"/v1/jobs/{job_id}/results/manifest")).json()
+        attempt, digest = 0, ""
+        while True:
+            offset, etag = _partial(dest)
+            headers = {"Range": f"bytes={offset}-", "If-Range": etag} \
+                if 0 < offset < manifest["bytes"] else {}
+            self.attempts += 1
+            try:
+                async with self._http.stream("GET", f"/v1/jobs/{job_id}/results.jsonl",
+                                             headers=headers) as r:
+                    if r.status_code not in (200, 206):
+                        await r.aread()
+                        raise self._error(r)
+                    digest = r.headers.get("repr-digest", "")
+                    with _part_writer(dest, r.headers.get("etag", ""),
+                                      append=r.status_code == 206) as fh:
+                        async for piece in r.aiter_bytes():
+                            fh.write(piece)
+                break
+            except httpx.TransportError:  # cut midway: resume from what arrived
+                attempt += 1
+                if attempt >= self.retry.max_attempts:
+                    raise
+                await self._sleep(self.retry.delay(attempt - 1, None, self._rng))
+        if not _verified(dest, manifest["sha256"], digest):
+            raise InferqError(0, "digest_mismatch",
+                              f"results of {job_id} do not match their SHA-256; download again")
+        return manifest
+
     # Transport with retries
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -269,6 +351,42 @@ class Client:
 
 
 # The ``inferq submit`` command's work (the argument parsing lives in inferq/cli.py).
+
+# For receivers: ``verify_webhook(secret, headers, body)`` raises ``InvalidSignature``
+# unless a webhook request is signed with the tenant's secret and recent (Standard Webhooks).
+VERIFY = (verify_webhook, InvalidSignature)
+
+
+def _partial(dest: Path) -> tuple[int, str]:
+    """Bytes already downloaded to ``<dest>.part`` and the ETag they came with."""
+    part, tag = Path(f"{dest}.part"), Path(f"{dest}.part.etag")
+    if part.exists() and tag.exists():
+        return part.stat().st_size, tag.read_text()
+    return 0, ""
+
+
+def _part_writer(dest: Path, etag: str, *, append: bool) -> IO[bytes]:
+    """``<dest>.part`` opened to append (206) or rewrite (200), its ETag saved beside it."""
+    Path(f"{dest}.part.etag").write_text(etag)
+    return open(f"{dest}.part", "ab" if append else "wb")
+
+
+def _verified(dest: Path, sha256_hex: str, repr_digest: str) -> bool:
+    """Move ``<dest>.part`` to ``dest`` if its SHA-256 is the manifest's (and the
+    Repr-Digest's); else delete it."""
+    part, tag = Path(f"{dest}.part"), Path(f"{dest}.part.etag")
+    sha = hashlib.sha256()
+    with open(part, "rb") as fh:
+        while piece := fh.read(1 << 20):
+            sha.update(piece)
+    expected = "sha-256=:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode() + ":"
+    tag.unlink(missing_ok=True)
+    if sha.hexdigest() != sha256_hex or (repr_digest and repr_digest != expected):
+        part.unlink(missing_ok=True)
+        return False
+    part.replace(dest)
+    return True
+
 
 def default_api_key(state_dir: str | Path = ".inferq") -> str | None:
     """The key ``inferq dev`` wrote, if this directory has one."""
@@ -331,7 +449,10 @@ async def submit_file(url: str, api_key: str, path: str, *, model: str,
             error = f" error={d['error']['code']}" if d.get("error") else ""
             print(f"job {d['job_id']}: {d['status']} ({d['outcome']}) succeeded="
                   f"{counts['succeeded']} failed={counts['failed']}{error}", file=log)
-        if output:
+        if output and len(jobs) == 1:  # the artifact itself: resumable, digest checked
+            m = await c.download_results(jobs[0], output)
+            print(f"results: {output} ({m['lines']} lines, sha256 {m['sha256']})", file=log)
+        elif output:
             with open(output, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - a CLI task
                 for job_id, start in zip(jobs, starts, strict=True):
                     async for line in c.jsonl(job_id):

@@ -13,6 +13,7 @@ traceback.
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import os
@@ -97,6 +98,17 @@ def _pepper(state: Path, configured: str | None) -> str:
     return path.read_text().strip()
 
 
+def _webhook_secret(state: Path) -> str:
+    """The dev tenant's webhook signing secret (``whsec_``), kept in
+    ``<state>/webhook-secret`` (0600) for receivers to verify with."""
+    path = state / "webhook-secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return path.read_text().strip()
+
+
 def _tenants_file(state: Path, key: str, base_file: str | None, pepper: str) -> Path:
     tenants: dict[str, Tenant] = {}
     if base_file:
@@ -107,7 +119,8 @@ def _tenants_file(state: Path, key: str, base_file: str | None, pepper: str) -> 
     tenants["dev"] = Tenant(name="dev", weight=dev.weight, requests_per_s=dev.requests_per_s,
                             items_per_min=dev.items_per_min, polls_per_s=dev.polls_per_s,
                             backlog_quota=dev.backlog_quota, api_key_hmac=hashes,
-                            api_key_sha256=dev.api_key_sha256)
+                            api_key_sha256=dev.api_key_sha256, webhook_url=dev.webhook_url,
+                            webhook_secret=dev.webhook_secret or _webhook_secret(state))
     path = state / "tenants.toml"
     write_tenants_file(path, tenants)
     return path
@@ -212,6 +225,9 @@ def _run(port: int, state: Path, api_key: str | None, backend: str | None,
             "INFERQ_HTTP_PORT": str(port),
             "INFERQ_READY_REQUIRES_RUNNERS": "1",  # ready only once a runner serves the model
         })
+        # Webhooks to a receiver on this machine (plain http, loopback): dev only.
+        env.setdefault("INFERQ_WEBHOOK_ALLOW_HTTP", "1")
+        env.setdefault("INFERQ_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
         if backend:
             env["INFERQ_BACKEND"] = backend
             if backend.startswith("tensorrt") or backend == "simulated":

@@ -11,6 +11,7 @@ import msgspec
 
 from schemas.errors import ItemError, JobError
 from schemas.states import ItemStatus, JobStatus, Outcome, Priority
+from schemas.webhooks import WebhookRequest
 
 ClientId = Annotated[str, msgspec.Meta(max_length=256)]
 METADATA_MAX_DEPTH = 32
@@ -37,6 +38,12 @@ class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     priority: Priority = Priority.BATCH
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] | None = None
     metadata: dict[str, Any] | None = None
+    webhook: WebhookRequest | None = None
+    """Where to send the job's end (Standard Webhooks, signed with the tenant's secret);
+    None: the tenant's default endpoint, if it has one."""
+    input_file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    """Instead of ``inputs``/``input``: an uploaded file (``POST /v1/files``) whose lines are
+    the job's items, up to ``max_file_lines``; chunks are queued in the background."""
 
     def items(self) -> list[InputItem]:
         """The job's inputs in order, whichever of the two forms the request used."""
@@ -70,6 +77,12 @@ class JobStatusDoc(msgspec.Struct, frozen=True):
     finished_at: str | None
     expires_at: str
     error: JobError | None = None
+    queue_position: int | None = None
+    """Items of the same model and priority ahead of the job's next pending item under the
+    fair share (0 once every item has started); None when unknown or terminal."""
+    estimated_completion_at: str | None = None
+    """When the job should end (RFC 3339) at the runners' measured throughput; None when
+    unknown (no measured throughput) or terminal."""
 
 
 class EmbeddingOutput(msgspec.Struct, frozen=True):

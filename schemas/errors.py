@@ -16,7 +16,12 @@ class ErrorCode(enum.StrEnum):
     # Request level (HTTP)
     INVALID_REQUEST = "invalid_request"
     UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     JOB_NOT_FOUND = "job_not_found"
+    FILE_NOT_FOUND = "file_not_found"
+    FILE_IN_USE = "file_in_use"
+    JOB_NOT_TERMINAL = "job_not_terminal"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     MODEL_NOT_FOUND = "model_not_found"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"

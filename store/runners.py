@@ -22,6 +22,17 @@ class RunnerPool(msgspec.Struct, frozen=True):
     """The slowest runner's padded tokens/s when busy: a batch sized by time must fit it."""
 
 
+class RunnerStat(msgspec.Struct, frozen=True):
+    """One live runner as its last heartbeat reported it."""
+
+    runner_id: str
+    busy_ratio: float
+    """Fraction of wall time it spent in inference (its own measure)."""
+    capacity: float | None
+    """Items/s when fully busy (None: nothing measured yet)."""
+    heartbeat_age_s: float
+
+
 def _key(model: str, version: int) -> str:
     return f"inferq:runners:{model}:{version}"
 
@@ -69,6 +80,23 @@ class RunnerRegistry:
         rates = [t for st in stats if (t := st.get("tokens"))]
         return RunnerPool(len(alive), sum(caps) / len(caps) if caps else None,
                           min(rates) if rates else None)
+
+    async def members(self, model: str, version: int) -> list[RunnerStat]:
+        """Each live runner of the model version with what its last heartbeat said (for the
+        operator view), in two reads."""
+        now = time.time()
+        alive = await self._r.zrangebyscore(_key(model, version), now - ALIVE_S, "+inf",
+                                            withscores=True)
+        if not alive:
+            return []
+        raw = await self._r.hmget(f"{_key(model, version)}:stats", [m for m, _ in alive])
+        out = []
+        for (member, seen), stats in zip(alive, raw, strict=True):
+            st = json.loads(stats) if stats else {}
+            name = member.decode() if isinstance(member, bytes) else str(member)
+            out.append(RunnerStat(name, float(st.get("busy") or 0.0), st.get("capacity"),
+                                  max(0.0, now - float(seen))))
+        return out
 
     async def count_inferred(self, model: str, version: int, items: int) -> None:
         """Items run through the backend, duplicates included: against the items counted

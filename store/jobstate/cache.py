@@ -42,6 +42,7 @@ from store.jobstate.restore import plan_restore
 from store.jobstate.snapshot import JobStatusSnapshot
 from store.markers import decode_marker, marker_field, marker_index, result_marker
 from store.redis_errors import CacheMiss, redis_errors
+from store.webhooks import DUE_KEY, SUBSCRIPTION_PREFIX
 
 _SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
             "reconcile_backlog")
@@ -59,11 +60,16 @@ class JobStateCache:
     """
 
     def __init__(self, redis: Redis, *, key_prefix: str = "inferq:job:",
-                 backlog_key: str = "inferq:backlog", live_key: str = "inferq:live") -> None:
+                 backlog_key: str = "inferq:backlog", live_key: str = "inferq:live",
+                 webhook_prefix: str = SUBSCRIPTION_PREFIX, webhook_due_key: str = DUE_KEY
+                 ) -> None:
         self._redis = redis
         self._prefix = key_prefix
         self._backlog_key = backlog_key
         self._live_key = live_key
+        # A job that ends goes on the webhook due set in the same script (store/webhooks.py).
+        self._webhook_prefix = webhook_prefix
+        self._webhook_due_key = webhook_due_key
         self._scripts = {name: redis.register_script(lua) for name, lua in _LUA.items()}
 
     def key(self, job_id: str) -> str:
@@ -178,6 +184,26 @@ class JobStateCache:
                  for i in range(1, len(reply), 3)}
         return int(reply[0]), drift
 
+    async def live_snapshots(self, limit: int = 10_000, chunk: int = 500
+                             ) -> list[JobStatusSnapshot]:
+        """The snapshots of up to ``limit`` live (queued or running) jobs, oldest first: what
+        queue positions are computed from. One ZRANGE, then pipelined HMGETs of ``chunk``
+        jobs each, so Redis never runs one long command."""
+        with redis_errors("live_snapshots"):
+            keys = await self._redis.zrange(self._live_key, 0, limit - 1)
+            out: list[JobStatusSnapshot] = []
+            for start in range(0, len(keys), chunk):
+                part = [text(k) for k in keys[start:start + chunk]]
+                async with self._redis.pipeline(transaction=False) as p:
+                    for k in part:
+                        p.hmget(k, STATUS_FIELDS)
+                    rows = await p.execute()
+                for k, values in zip(part, rows, strict=True):
+                    snap = read_snapshot(k[len(self._prefix):], values)
+                    if snap is not None:
+                        out.append(snap)
+        return out
+
     async def item_states(self, job_id: str) -> dict[int, ItemStatus] | None:
         """The status of every item that has a marker (pending items have none); None if the
         job is not cached. O(items): for repairs after a job-level failure, never for status
@@ -210,4 +236,5 @@ class JobStateCache:
     async def _run(self, script: str, job_id: str, args: list[str]) -> Any:
         with redis_errors(script):
             return await self._scripts[script](
-                keys=[self.key(job_id), self._backlog_key, self._live_key], args=args)
+                keys=[self.key(job_id), self._backlog_key, self._live_key,
+                      self._webhook_due_key, self._webhook_prefix + job_id], args=args)

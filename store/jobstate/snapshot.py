@@ -33,6 +33,10 @@ class JobStatusSnapshot(msgspec.Struct, frozen=True):
     failed: int
     running: int
     rev: int
+    queue_position: int | None = None
+    """Set by the gateway's queue view (gateway/queue.py), not stored in Redis."""
+    estimated_completion_at: float | None = None
+    """Set with ``queue_position``: when the job should end, epoch seconds."""
 
     @property
     def pending(self) -> int:
@@ -42,7 +46,12 @@ class JobStatusSnapshot(msgspec.Struct, frozen=True):
     @property
     def etag(self) -> str:
         """The document's strong ETag (see :func:`etag_for`)."""
-        return etag_for(self.job_id, self.rev)
+        if self.queue_position is None and self.estimated_completion_at is None:
+            return etag_for(self.job_id, self.rev)
+        # The estimate is part of the document: a new one is a new ETag (to the second).
+        eta = None if self.estimated_completion_at is None else int(
+            self.estimated_completion_at)
+        return etag_for(self.job_id, f"{self.rev}:{self.queue_position}:{eta}")
 
     def to_doc(self) -> JobStatusDoc:
         """The ``GET /v1/jobs/{id}`` body."""
@@ -53,11 +62,12 @@ class JobStatusSnapshot(msgspec.Struct, frozen=True):
             model=self.model, model_version=self.version, priority=self.priority,
             created_at=_iso(self.created_at), started_at=_iso_or_none(self.started_at),
             finished_at=_iso_or_none(self.finished_at), expires_at=_iso(self.expires_at),
-            error=self.error,
+            error=self.error, queue_position=self.queue_position,
+            estimated_completion_at=_iso_or_none(self.estimated_completion_at),
         )
 
 
-def etag_for(job_id: str, rev: int) -> str:
+def etag_for(job_id: str, rev: int | str) -> str:
     """A strong ETag: ``rev`` changes with every write, so equal tags mean an equal document."""
     return '"' + hashlib.blake2b(f"{job_id}:{rev}".encode(), digest_size=12).hexdigest() + '"'
 

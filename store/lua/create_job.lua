@@ -5,6 +5,8 @@
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash (items not yet terminal per model:priority and per tenant)
 -- KEYS[3]  the live set: the keys of jobs that hold backlog, by expires_at (for reconciling)
+-- KEYS[4]  the webhook due set; KEYS[5] the job's webhook subscription (store/webhooks.py):
+--          a hash rebuilt terminal puts a still pending webhook on the due set
 -- ARGV[1]  expires_at in epoch milliseconds (PEXPIREAT: the hash lives and dies with the job)
 -- ARGV[2]  items this job adds to the backlog (total on submit; not-yet-done on restore)
 -- ARGV[3..] field, value pairs: the job fields and, on restore, the markers of done items
@@ -28,5 +30,12 @@ if created == 1 and add > 0 then
   redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], add)
   redis.call('HINCRBY', KEYS[2], 't:' .. j[3], add)
   redis.call('ZADD', KEYS[3], tonumber(ARGV[1]) / 1000, key)
+end
+if created == 1 then
+  local h = redis.call('HMGET', key, 'status', 'finished_at')
+  if (h[1] == 'succeeded' or h[1] == 'failed')
+      and redis.call('HGET', KEYS[5], 'state') == 'pending' then
+    redis.call('ZADD', KEYS[4], 'NX', h[2], KEYS[5])
+  end
 end
 return created

@@ -6,6 +6,7 @@
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: newly failed items leave it
 -- KEYS[3]  the live set: the job leaves it
+-- KEYS[4]  the webhook due set; KEYS[5] the job's webhook subscription (store/webhooks.py)
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  error code
 -- ARGV[3]  error message
@@ -58,4 +59,10 @@ redis.call('HSET', key, 'status', 'failed', 'outcome', outcome, 'finished_at', A
   'failed', failed, 'running', 0, 'error_code', ARGV[2], 'error_message', ARGV[3])
 redis.call('HINCRBY', key, 'rev', 1)
 redis.call('ZREM', KEYS[3], key)
+local now = ARGV[1]
+-- A job that ends is put on the webhook due set, if its webhook is still pending
+-- (store/webhooks.py): atomically with the end, whichever process made it.
+if redis.call('HGET', KEYS[5], 'state') == 'pending' then
+  redis.call('ZADD', KEYS[4], 'NX', now, KEYS[5])
+end
 return {'failed', outcome, newly, 1}

@@ -7,6 +7,7 @@
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: counted items leave it (per model:priority and per tenant)
 -- KEYS[3]  the live set: a job that becomes terminal leaves it
+-- KEYS[4]  the webhook due set; KEYS[5] the job's webhook subscription (store/webhooks.py)
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2..] index, mark pairs; mark is 's' (succeeded) or 'f' (failed)
 -- Returns {status, outcome or '', newly_counted, became_terminal (0|1)}, or false when the
@@ -73,6 +74,11 @@ if succeeded + failed == total then
   became = 1
   redis.call('ZREM', KEYS[3], key)
   redis.call('HSET', key, 'status', status, 'outcome', outcome, 'finished_at', now)
+  -- A job that ends is put on the webhook due set, if its webhook is still pending
+  -- (store/webhooks.py): atomically with the end, whichever process made it.
+  if redis.call('HGET', KEYS[5], 'state') == 'pending' then
+    redis.call('ZADD', KEYS[4], 'NX', now, KEYS[5])
+  end
 else
   status, outcome = 'running', ''
   redis.call('HSET', key, 'status', status)

@@ -64,7 +64,13 @@ def operations(doc: dict) -> list[tuple[str, str, list[dict]]]:
     return ops
 
 
+OPENAI_ERROR = {"message", "type", "param", "code"}
+
+
 def check(r: httpx.Response, what: str) -> None:
+    if what.split(" ")[1].startswith("/openai/"):
+        check_openai(r, what)
+        return
     assert r.status_code < 500, (what, r.status_code, r.text[:300])
     if r.status_code >= 400:
         assert r.headers["content-type"].startswith("application/problem+json"), what
@@ -150,3 +156,14 @@ async def test_no_request_gets_a_5xx_or_an_answer_outside_the_envelope(settings,
         seen = await asyncio.to_thread(fuzz, svc.url, doc, jobs)
     # The fuzz reached past authentication and validation, not only the front door.
     assert {200, 202, 400, 401, 404} <= set(seen), seen
+
+
+def check_openai(r: httpx.Response, what: str) -> None:
+    """The OpenAI-compatible surface answers errors in OpenAI's shape; with no runner here a
+    valid embeddings request is a 503 ``unavailable`` at once (never a wait, never a 500)."""
+    if r.status_code >= 400:
+        assert r.status_code < 500 or (r.status_code, r.json()["error"]["code"]) == (
+            503, "unavailable"), (what, r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("application/json"), what
+        assert set(r.json()["error"]) == OPENAI_ERROR, (what, r.text[:300])
+
