@@ -31,7 +31,6 @@ from core.tracing import bind_fields, continue_or_start
 from gateway import errors as E
 from gateway.admission import Admission
 from gateway.files import FileNotFound, FileService, decode_line
-from gateway.limits import IDEMPOTENCY_HEADER
 from gateway.submit import Submitted, Submitter, new_job_id, request_hash
 from gateway.webhooks.subscribe import Webhook
 from schemas import subjects
@@ -108,23 +107,20 @@ class FileJobs:
         # An unknown, expired, deleted or another tenant's file: 404 file_not_found.
         meta = await self._files.meta(tenant.name, req.input_file_id or "")
         now = time.time()
-        if idempotency_key:
-            stored = await self._store.get_idempotency(tenant.name, idempotency_key, now)
-            if stored is not None:
-                headers = await self._admission.write(tenant, key_id)
-                return await self._replay(tenant, req, stored, model, version, meta.lines,
-                                          headers, traceparent, webhook)
+        idempotency = self._submitter.idempotency
+        stored = await idempotency.stored(tenant, idempotency_key, now)
+        if stored is not None:  # a retry: admitted as a request, not as new items
+            headers = await self._admission.write(tenant, key_id)
+            return await self._replay(tenant, req, stored, model, version, meta.lines,
+                                      headers, traceparent, webhook)
         headers = await self._admission.submit(tenant, key_id, model, meta.lines)
         job_id = new_job_id()
         bind_fields(job_id=job_id)
         rhash = request_hash(req) if idempotency_key else None
         if idempotency_key:
-            claim = IdempotencyRecord(tenant=tenant.name, key=idempotency_key, request_hash=rhash,
-                                      job_id=job_id, created_at=now,
-                                      expires_at=now + self._s.idempotency_ttl_s)
-            stored, created = await self._store.claim_idempotency(claim, now)
-            if not created:
-                return await self._replay(tenant, req, stored, model, version, meta.lines,
+            won = await idempotency.claim(tenant, idempotency_key, rhash, job_id, now)
+            if won is not None:  # a concurrent duplicate won the claim
+                return await self._replay(tenant, req, won, model, version, meta.lines,
                                           headers, traceparent, webhook)
         job = self._job_record(job_id, tenant, req, model, version, meta.lines, now,
                                idempotency_key, rhash)
@@ -136,19 +132,10 @@ class FileJobs:
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
                       model: str, version: int, lines: int, headers: dict[str, str],
                       traceparent: str | None, webhook: Webhook | None) -> Submitted:
-        bind_fields(job_id=stored.job_id)
-        if stored.request_hash != request_hash(req):
-            raise E.IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request body; use a new key",
-                errors=[FieldError(f"header:{IDEMPOTENCY_HEADER}", "reused")])
-        job = await self._store.get_job(stored.job_id)
-        if job is not None and (job.published or job.status in TERMINAL_JOB
-                                or await self.queue.pending(job.job_id)):
-            return Submitted(job.job_id, replayed=True, headers=headers)
-        if time.time() - stored.created_at < self._s.idempotency_grace_s:
-            raise E.IdempotencyInProgress(
-                "the first request with this key has not finished; retry shortly",
-                retry_after_s=1.0, headers=headers)
+        done, job = await self._submitter.idempotency.replay(
+            req, stored, headers, time.time(), queued=self.queue.pending)
+        if done is not None:
+            return done
         if job is None:  # the first request died before recording its job
             job = self._job_record(stored.job_id, tenant, req, model, version, lines,
                                    stored.created_at, stored.key, stored.request_hash)

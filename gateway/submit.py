@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -59,6 +60,54 @@ class Submitted:
     """RateLimit header fields from admission."""
 
 
+class Idempotency:
+    """The Idempotency-Key rules every kind of submission shares (inline here, from a file in
+    ``gateway/filejobs.py``): a key already stored replays its job, or finishes a submission
+    its first request left half-done; a new key is claimed before the job is recorded."""
+
+    def __init__(self, settings: Settings, store: ResultStore):
+        self._s = settings
+        self._store = store
+
+    async def stored(self, tenant: Tenant, key: str | None, now: float
+                     ) -> IdempotencyRecord | None:
+        """The live record of ``key`` (None: no key, or a key not used yet)."""
+        return await self._store.get_idempotency(tenant.name, key, now) if key else None
+
+    async def claim(self, tenant: Tenant, key: str, rhash: str | None, job_id: str,
+                    now: float) -> IdempotencyRecord | None:
+        """Claim ``key`` for ``job_id``; None when claimed, else the record of the concurrent
+        request that won it (to replay)."""
+        claim = IdempotencyRecord(tenant=tenant.name, key=key, request_hash=rhash,
+                                  job_id=job_id, created_at=now,
+                                  expires_at=now + self._s.idempotency_ttl_s)
+        stored, created = await self._store.claim_idempotency(claim, now)
+        return None if created else stored
+
+    async def replay(self, req: SubmitRequest, stored: IdempotencyRecord,
+                     headers: dict[str, str], now: float, *,
+                     queued: Callable[[str], Awaitable[bool]] | None = None
+                     ) -> tuple[Submitted | None, JobRecord | None]:
+        """A retry with a stored key: ``(answer, None)`` when its job is queued already (or
+        ``queued(job_id)`` says it is on its way); ``(None, job)`` when the first request died
+        part-way and the caller must finish it (``job`` None: not even recorded). 422 for a
+        different body; 409 while the first request may still be running."""
+        bind_fields(job_id=stored.job_id)
+        if stored.request_hash != request_hash(req):
+            raise E.IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body; use a new key",
+                errors=[FieldError(f"header:{IDEMPOTENCY_HEADER}", "reused")])
+        job = await self._store.get_job(stored.job_id)
+        if job is not None and (job.published or job.status in TERMINAL_JOB
+                                or (queued is not None and await queued(job.job_id))):
+            return Submitted(job.job_id, replayed=True, headers=headers), None
+        if now - stored.created_at < self._s.idempotency_grace_s:
+            raise E.IdempotencyInProgress(
+                "the first request with this key has not finished; retry shortly",
+                retry_after_s=1.0, headers=headers)
+        return None, job
+
+
 class Submitter:
     """Admits, records and publishes jobs; completes half-done submissions on a retry."""
 
@@ -74,6 +123,7 @@ class Submitter:
         self._admission = admission
         self._schedule = schedule
         self._subscriptions = subscriptions
+        self.idempotency = Idempotency(settings, store)
 
     def resolve_model(self, spec: str) -> tuple[str, int]:
         """``name`` or ``name@version`` to a served (name, version); 400 at ``/model`` if
@@ -95,23 +145,19 @@ class Submitter:
         if not self._nc.is_connected:
             raise E.Unavailable("the message bus (NATS) is unreachable", retry_after_s=2)
         now = time.time()
-        if idempotency_key:
-            stored = await self._store.get_idempotency(tenant.name, idempotency_key, now)
-            if stored is not None:  # a retry: admitted as a request, not as new items
-                headers = await self._admission.write(tenant, key_id)
-                return await self._replay(tenant, req, stored, model, version, now, headers,
-                                          traceparent, webhook)
+        stored = await self.idempotency.stored(tenant, idempotency_key, now)
+        if stored is not None:  # a retry: admitted as a request, not as new items
+            headers = await self._admission.write(tenant, key_id)
+            return await self._replay(tenant, req, stored, model, version, now, headers,
+                                      traceparent, webhook)
         headers = await self._admission.submit(tenant, key_id, model, len(req.items()))
         job_id = new_job_id()
         bind_fields(job_id=job_id)
         rhash = request_hash(req) if idempotency_key else None
         if idempotency_key:
-            claim = IdempotencyRecord(tenant=tenant.name, key=idempotency_key, request_hash=rhash,
-                                      job_id=job_id, created_at=now,
-                                      expires_at=now + self._s.idempotency_ttl_s)
-            stored, created = await self._store.claim_idempotency(claim, now)
-            if not created:  # a concurrent duplicate won the claim
-                return await self._replay(tenant, req, stored, model, version, now, headers,
+            won = await self.idempotency.claim(tenant, idempotency_key, rhash, job_id, now)
+            if won is not None:  # a concurrent duplicate won the claim
+                return await self._replay(tenant, req, won, model, version, now, headers,
                                           traceparent, webhook)
             faults.crash_point("gateway.after_idempotency_record")
         job = self._job_record(job_id, tenant, req, model, version, now, idempotency_key, rhash)
@@ -123,18 +169,9 @@ class Submitter:
     async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
                       model: str, version: int, now: float, headers: dict[str, str],
                       traceparent: str | None, webhook: Webhook | None) -> Submitted:
-        bind_fields(job_id=stored.job_id)
-        if stored.request_hash != request_hash(req):
-            raise E.IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request body; use a new key",
-                errors=[FieldError(f"header:{IDEMPOTENCY_HEADER}", "reused")])
-        job = await self._store.get_job(stored.job_id)
-        if job is not None and (job.published or job.status in TERMINAL_JOB):
-            return Submitted(job.job_id, replayed=True, headers=headers)
-        if now - stored.created_at < self._s.idempotency_grace_s:
-            raise E.IdempotencyInProgress(
-                "the first request with this key has not finished; retry shortly",
-                retry_after_s=1.0, headers=headers)
+        done, job = await self.idempotency.replay(req, stored, headers, now)
+        if done is not None:
+            return done
         # The first request died part-way: complete its submission ourselves (idempotent).
         if job is None:
             job = self._job_record(stored.job_id, tenant, req, model, version, stored.created_at,
