@@ -156,7 +156,8 @@ def _dev_on_cassandra(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """``inferq submit``: a JSONL file as jobs; exit 2 on bad input, 3 on an API error."""
-    from inferq.client import InferqError, default_api_key, submit_file
+    from inferq.client import InferqError
+    from inferq.submit_file import default_api_key, submit_file
 
     url = args.url or os.environ.get("INFERQ_URL") or "http://127.0.0.1:8000"
     key = args.api_key or os.environ.get("INFERQ_API_KEY") or default_api_key()
