@@ -13,10 +13,14 @@ redis-server children and a SQLite file (synchronous=FULL) in a temporary direct
 are offered by ``wrk`` (a separate process, ``apt-get install wrk``) where it is installed,
 else from this process through a minimal keep-alive HTTP/1.1 client on asyncio streams.
 
-``--compare`` starts a second gateway on the same servers configured as before the
+``--compare`` starts two more gateways on the same servers: one configured as before the
 accelerator-speed work (asyncio's loop, the h11 parser, no poll leases: every poll a Redis
-rate-limit call) and alternates rounds between the two, so the ratio is measured side by
-side in one run.
+rate-limit call, polls through Litestar's router and redis-py's pool) and one as now but with
+polls routed by Litestar and read through redis-py ("routed": the fast path and pipelined
+reads off), and alternates rounds between the three, so the ratios are measured side by side
+in one run. ``--otel`` does the same with a gateway exporting every request's span over
+OTLP/HTTP (``INFERQ_OTLP_ENDPOINT``, sampling 1.0) to a collector in this process that
+accepts and discards them, against one with export off (the default).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
@@ -211,11 +217,12 @@ async def run(args: argparse.Namespace, gateways: dict[str, tuple[int, int]]) ->
             print(f"  {name:7s} {code}  {med[name, code]:8.0f} req/s   "
                   f"{us[name, code]:5.0f} gateway CPU-us/poll   rounds: "
                   + ", ".join(f"{r:.0f}" for r in rates[name, code]))
-    if len(names) == 2:
-        a, b = names
-        for code in ("200", "304"):
-            print(f"  {b} / {a} ({code})  {med[b, code] / med[a, code]:6.2f}x req/s, "
-                  f"{us[a, code] / us[b, code]:.2f}x less CPU per poll")
+    if len(names) >= 2:
+        a = names[0]
+        for b in names[1:]:
+            for code in ("200", "304"):
+                print(f"  {b} / {a} ({code})  {med[b, code] / med[a, code]:6.2f}x req/s, "
+                      f"{us[a, code] / us[b, code]:.2f}x less CPU per poll")
     else:
         print(f"  304 / 200         {med[names[0], '304'] / med[names[0], '200']:8.2f}x")
 
@@ -241,8 +248,30 @@ async def run(args: argparse.Namespace, gateways: dict[str, tuple[int, int]]) ->
               f"p50 on / off   {pct(on, 50) / pct(off, 50):.2f}x")
 
 
+def null_collector() -> ThreadingHTTPServer:
+    """An OTLP/HTTP collector on a free port that answers 200 to every POST and keeps
+    nothing (``--otel``): the gateway pays for its spans, not for a slow collector."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+ROUTED = {"INFERQ_FAST_STATUS_POLLS": "false", "INFERQ_REDIS_PIPELINED_READS": "false"}
+"""Polls through Litestar's router and redis-py's pool (gateway/polls.py and
+store/redis_pipe.py off), for ``--compare``'s middle gateway."""
 BEFORE = {"INFERQ_EVENT_LOOP": "asyncio", "INFERQ_HTTP_PARSER": "h11",
-          "INFERQ_POLL_LEASE_S": "0"}
+          "INFERQ_POLL_LEASE_S": "0", **ROUTED}
 """The gateway as it was before the accelerator-speed work, for ``--compare``."""
 
 
@@ -274,6 +303,8 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=10)
     ap.add_argument("--compare", action="store_true",
                     help="also a gateway as before (asyncio, h11, no poll leases), side by side")
+    ap.add_argument("--otel", action="store_true",
+                    help="also a gateway exporting spans over OTLP/HTTP, side by side")
     ap.add_argument("--no-wrk", dest="wrk", action="store_false",
                     help="offer polls from this process even where wrk is installed")
     args = ap.parse_args()
@@ -293,7 +324,12 @@ def main() -> int:
                "INFERQ_RESULTS_URL": f"sqlite:///{t / 'results.db'}",
                "INFERQ_MODEL_REPO": str(repo), "INFERQ_TENANTS_FILE": str(tenants),
                "INFERQ_MODEL_BACKLOG_LIMIT": str(10**12)}
-        variants = {"before": {**env, **BEFORE}, "now": env} if args.compare else {"now": env}
+        variants = {"before": {**env, **BEFORE}, "routed": {**env, **ROUTED}, "now": env} \
+            if args.compare else {"now": env}
+        if args.otel:
+            collector = null_collector()
+            variants = {"off": env, "otel": {**env, "INFERQ_OTLP_ENDPOINT":
+                                             f"http://127.0.0.1:{collector.server_port}"}}
         procs: list[subprocess.Popen] = []
         try:
             gateways = {}

@@ -104,6 +104,15 @@ class Settings:
     (``store/ratelease.py``): a key polling hard costs one Redis call per lease instead of
     one per poll. Unspent leased tokens are lost to the key (never more than the bucket
     allows in total); 0 takes every poll's tokens from Redis."""
+    fast_status_polls: bool = True
+    """Answer ``GET /v1/jobs/{id}`` before Litestar's router (``gateway/polls.py``): the same
+    answer through the same code, at about half a poll's CPU. Off routes polls through
+    Litestar like every other request (for comparison, or if a Litestar upgrade needs it)."""
+    redis_pipelined_reads: bool = True
+    """The gateway reads job status over one pipelined Redis connection (``store/
+    redis_pipe.py``: hiredis, replies matched in order) instead of redis-py's pool: a third
+    less CPU per poll. A read that times out resets that connection and fails the reads in
+    flight on it (503 ``unavailable``, as with the pool). Off uses redis-py for everything."""
     model_backlog_limit: int = 1_000_000
     """Items queued or running for one model (all tenants, all priorities) past which submits
     get 503 ``overloaded``: the system-wide backpressure signal. Size it to what the runner
@@ -267,12 +276,44 @@ class Settings:
     file_publish_poll_s: float = 1.0
     """How often a gateway looks for file jobs whose publisher died."""
 
+    # --- retrying failed items (gateway/retry.py, gateway/inputs.py) ---
+    keep_inputs: bool = True
+    """Keep each inline job's inputs (one object in ``files_bucket``, written while its
+    chunks are published) so ``POST /v1/jobs/{id}/retry`` can re-run its failed items. The
+    cost is JetStream disk: the JSONL of the inputs per job, for twice ``result_ttl_s``
+    (README: "Files, million-item jobs"). Off: no copy, and such jobs cannot be retried
+    (``409 inputs_not_kept``); jobs from files are retryable either way (no copy)."""
+
     # --- OpenAI-compatible surface (gateway/openai) ---
     openai_wait_s: float = 60.0
     """Longest ``POST /openai/v1/embeddings`` holds its request open for the job it queued
     (also the job's deadline, so an abandoned job ends by itself); past it the client gets a
     504 ``timeout`` with Retry-After. Longer rides out deeper backlogs; shorter frees
     connections sooner and hands the wait to the client's retries."""
+
+    # --- OpenTelemetry span export (core/otel.py; issue 17) ---
+    otlp_endpoint: str = ""
+    """OTLP/HTTP collector (``http://collector:4318``) to export each hop's span to, joined by
+    the job's trace id. Empty (default): no export, the SDK is never imported (extra ``otel``).
+    Costs ~40 CPU-µs per sampled span, in a background thread (docs/operations.md)."""
+    otlp_service_prefix: str = "inferq"
+    """Spans' ``service.name``: this plus the role (``inferq-gateway``, ``-scheduler``, ...)."""
+    otlp_sample_ratio: float = 1.0
+    """Fraction of new traces exported, decided by trace id and carried in ``traceparent``, so
+    every role keeps the same jobs (a caller's sampled flag is honoured). Lower cuts the cost
+    where polls dominate, at the cost of traces to look at. Set it alike on every role."""
+    otlp_timeout_s: float = 5.0
+    """Longest one export POST waits; spans queue meanwhile up to a bound, then are dropped."""
+
+    # --- dependency and NATS durability gauges (core/dependencies.py; issue 17) ---
+    dependency_check_s: float = 5.0
+    """How often each role checks NATS (connection state), Redis (PING) and the result store
+    (a trivial query) for ``inferq_dependency_up``, each bounded by this long. Shorter shows
+    an outage sooner at one more round trip per interval per role."""
+    nats_monitor_url: str = ""
+    """NATS servers' HTTP monitoring URLs, comma separated (``http://nats-1:8222``), whose
+    ``/varz`` JetStream sync setting the schedulers export (no client connection can read it).
+    Empty: not exported, and the alert ``InferqJetStreamSyncUnknown`` says so."""
 
     # --- operator view (gateway/operator.py, /ui) ---
     operator_api_key_hmac: str = ""
@@ -281,6 +322,37 @@ class Settings:
     the operator view of ``/ui``: queues, runners, dead letters and every tenant's share. Not
     a tenant key (a tenant key there is a 403). Two digests let a key be rotated; empty: no
     operator can sign in. Needs ``api_key_pepper``."""
+
+    # --- connections: credentials and TLS to NATS, Redis (issue 12; SECURITY.md) ---
+    # Cassandra's credentials and TLS are options of results_url (see store/results).
+    nats_user: str | None = None
+    """This process's NATS user. Give each role its own (``inferq dev`` and
+    deploy/nomad/nats.nomad.hcl do, see SECURITY.md): the server then lets a gateway only
+    publish jobs and a runner only take batches, so one leaked password cannot forge work
+    for the others. None: the credentials in ``nats_url``, if any."""
+    nats_password: str | None = field(default=None, repr=False)
+    """The password of ``nats_user`` (kept out of ``repr``)."""
+    nats_tls_ca: str | None = None
+    """PEM CA bundle that signed the NATS servers' certificates. Setting it (or the client
+    certificate) turns TLS on for every ``nats_url`` server; the certificate must name the
+    host as the URL spells it (an IP needs an IP subjectAltName). Costs a handshake per
+    (re)connect only."""
+    nats_tls_cert: str | None = None
+    """This process's PEM client certificate, for servers that verify clients (mutual TLS)."""
+    nats_tls_key: str | None = None
+    """The private key of ``nats_tls_cert``."""
+    redis_username: str | None = None
+    """Redis ACL user (production: ``inferq``, see deploy/nomad/redis.nomad.hcl). None: the
+    URL's user, or ``default``."""
+    redis_password: str | None = field(default=None, repr=False)
+    """The password of ``redis_username`` (kept out of ``repr``; overrides the URL's)."""
+    redis_tls_ca: str | None = None
+    """PEM CA bundle that signed Redis's certificate; needs a ``rediss://`` URL (TLS is
+    chosen by the scheme, so a plain URL with a CA is refused rather than silently clear)."""
+    redis_tls_cert: str | None = None
+    """This process's PEM client certificate (Redis ``tls-auth-clients yes``)."""
+    redis_tls_key: str | None = None
+    """The private key of ``redis_tls_cert``."""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -80,3 +80,24 @@ ITEMS_INFERRED = Counter(
 WEBHOOK_ATTEMPTS = Counter(
     "inferq_webhook_attempts_total", "Webhook delivery attempts by result",
     ["result"])  # delivered | failed_retry | failed_final | refused
+
+# -- issue 17: what the alerts and the fair-share panel need ----------------------------------
+DEPENDENCY_UP = Gauge(
+    "inferq_dependency_up",
+    "1 while this role reaches the dependency (NATS: connected; Redis: PING; result store: a "
+    "trivial query), 0 when the last check failed", ["role", "dependency"])
+JETSTREAM_SYNC_ALWAYS = Gauge(
+    "inferq_jetstream_sync_always",
+    "1 when the NATS server fsyncs every JetStream write (sync_interval: always), from its "
+    "/varz monitoring endpoint", ["server"])
+JETSTREAM_SYNC_INTERVAL = Gauge(
+    "inferq_jetstream_sync_interval_seconds",
+    "The NATS server's JetStream sync_interval (periodic fsync; ignored while sync_always)",
+    ["server"])
+TENANT_ITEMS_BATCHED = Counter(
+    "inferq_tenant_items_batched_total",
+    "Items the scheduler put in published batches, per tenant: its share of served work",
+    ["model", "tenant", "priority"])
+TENANT_WEIGHT = Gauge(
+    "inferq_tenant_weight", "Each tenant's fair-share weight (tenants file), as a scheduler "
+    "loaded it", ["tenant"])

@@ -95,6 +95,19 @@ class IdempotencyInProgress(ApiError):
     title = "A request with this Idempotency-Key is still in progress"
 
 
+class NothingToRetry(ApiError):
+    """409: a retry of a job none of whose items failed (retryably, unless ``all_failed``)."""
+
+    status_code, code, title = 409, ErrorCode.NOTHING_TO_RETRY, "Nothing to retry"
+
+
+class InputsNotKept(ApiError):
+    """409: a retry of a job whose inputs were not kept (submitted before inputs were kept,
+    or with ``keep_inputs`` off): submit its items again instead."""
+
+    status_code, code, title = 409, ErrorCode.INPUTS_NOT_KEPT, "Inputs not kept"
+
+
 class PayloadTooLarge(ApiError):
     """413: the body, items per job, a text or the metadata is over its limit."""
 
@@ -144,9 +157,9 @@ def request_id(request: Request) -> str:
     return rid
 
 
-def problem_response(request: Request, err: ApiError) -> Response:
-    """The RFC 9457 problem+json response of ``err``, with X-Request-Id and Retry-After."""
-    rid = request_id(request)
+def problem_parts(err: ApiError, rid: str) -> tuple[bytes, dict[str, str]]:
+    """The RFC 9457 problem+json body of ``err`` and its headers (X-Request-Id, Retry-After);
+    counts a retryable refusal. Shared by Litestar's handler and the status-poll fast path."""
     body = Problem(
         type=f"https://inferq.dev/errors/{err.code}",
         title=err.title, status=err.status_code, detail=err.detail, code=str(err.code),
@@ -158,7 +171,13 @@ def problem_response(request: Request, err: ApiError) -> Response:
         metrics.REJECTIONS.labels(str(err.code)).inc()
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
-    return Response(_ENC.encode(body), status_code=err.status_code, media_type=PROBLEM_JSON,
+    return _ENC.encode(body), headers
+
+
+def problem_response(request: Request, err: ApiError) -> Response:
+    """The RFC 9457 problem+json response of ``err``, with X-Request-Id and Retry-After."""
+    body, headers = problem_parts(err, request_id(request))
+    return Response(body, status_code=err.status_code, media_type=PROBLEM_JSON,
                     headers=headers)
 
 

@@ -11,6 +11,11 @@ checkpointed under the lease. A gateway that dies mid-file leaves its lease to r
 gateway's sweeper then takes the job over from the checkpoint; the one chunk the dead gateway
 may have had in flight is deduplicated by its message id (the lease is far shorter than the
 stream's 120 s duplicate window). A job cancelled or past its deadline stops publishing.
+
+The job's inputs are kept for its retries by naming the file's bytes after the job and holding
+the file until the job expires (gateway/inputs.py): no copy. An Idempotency-Key is bound to
+the file's content (its SHA-256), not its id, so a file uploaded again replays the same job.
+A retry's job (gateway/retry.py) is published the same way from its own inputs' object.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 from nats.aio.client import Client as NATS
 
 from core import bus, faults, metrics
@@ -31,17 +37,19 @@ from core.tracing import bind_fields, continue_or_start
 from gateway import errors as E
 from gateway.admission import Admission
 from gateway.files import FileNotFound, FileService, decode_line
+from gateway.inputs import InputStore
 from gateway.submit import Submitted, Submitter, new_job_id, request_hash
 from gateway.webhooks.subscribe import Webhook
 from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
 from schemas.errors import ErrorCode
-from schemas.states import TERMINAL_JOB, Priority
+from schemas.states import TERMINAL_JOB
 from store.endschedule import EndSchedule
 from store.filepublish import FilePublishQueue, PublishPlan
-from store.jobstate import JobFields, JobStateCache
+from store.jobstate import JobStateCache
 from store.objects import ObjectGone
+from store.rebuild import job_fields
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
 
 log = logging.getLogger("inferq.gateway.filejobs")
@@ -75,7 +83,8 @@ class FileJobs:
 
     def __init__(self, settings: Settings, files: FileService, submitter: Submitter,
                  store: ResultStore, cache: JobStateCache, nc: NATS, admission: Admission,
-                 schedule: EndSchedule, queue: FilePublishQueue):
+                 schedule: EndSchedule, queue: FilePublishQueue,
+                 inputs: InputStore | None = None):
         self._s = settings
         self._files = files
         self._submitter = submitter
@@ -86,6 +95,7 @@ class FileJobs:
         self._admission = admission
         self._schedule = schedule
         self.queue = queue
+        self._inputs = inputs
         self._owner = secrets.token_hex(8)
         self._tasks: dict[str, asyncio.Task] = {}
         self._loop: asyncio.Task | None = None
@@ -106,22 +116,25 @@ class FileJobs:
             raise E.Unavailable("the message bus (NATS) is unreachable", retry_after_s=2)
         # An unknown, expired, deleted or another tenant's file: 404 file_not_found.
         meta = await self._files.meta(tenant.name, req.input_file_id or "")
+        # The key is bound to the file's content: the same lines uploaded again are the same
+        # request (``inferq submit`` run twice uploads twice and must get one job).
+        canonical = msgspec.structs.replace(req, input_file_id=f"sha256:{meta.sha256}")
         now = time.time()
         idempotency = self._submitter.idempotency
         stored = await idempotency.stored(tenant, idempotency_key, now)
         if stored is not None:  # a retry: admitted as a request, not as new items
             headers = await self._admission.write(tenant, key_id)
-            return await self._replay(tenant, req, stored, model, version, meta.lines,
-                                      headers, traceparent, webhook)
+            return await self._replay(tenant, req, canonical, stored, model, version,
+                                      meta.lines, headers, traceparent, webhook)
         headers = await self._admission.submit(tenant, key_id, model, meta.lines)
         job_id = new_job_id()
         bind_fields(job_id=job_id)
-        rhash = request_hash(req) if idempotency_key else None
+        rhash = request_hash(canonical) if idempotency_key else None
         if idempotency_key:
             won = await idempotency.claim(tenant, idempotency_key, rhash, job_id, now)
             if won is not None:  # a concurrent duplicate won the claim
-                return await self._replay(tenant, req, won, model, version, meta.lines,
-                                          headers, traceparent, webhook)
+                return await self._replay(tenant, req, canonical, won, model, version,
+                                          meta.lines, headers, traceparent, webhook)
         job = self._job_record(job_id, tenant, req, model, version, meta.lines, now,
                                idempotency_key, rhash)
         await self._start(job, req.input_file_id or "", traceparent, webhook)
@@ -129,11 +142,12 @@ class FileJobs:
         metrics.ITEMS_SUBMITTED.labels(model, req.priority).inc(job.total)
         return Submitted(job_id, replayed=False, headers=headers)
 
-    async def _replay(self, tenant: Tenant, req: SubmitRequest, stored: IdempotencyRecord,
-                      model: str, version: int, lines: int, headers: dict[str, str],
-                      traceparent: str | None, webhook: Webhook | None) -> Submitted:
+    async def _replay(self, tenant: Tenant, req: SubmitRequest, canonical: SubmitRequest,
+                      stored: IdempotencyRecord, model: str, version: int, lines: int,
+                      headers: dict[str, str], traceparent: str | None,
+                      webhook: Webhook | None) -> Submitted:
         done, job = await self._submitter.idempotency.replay(
-            req, stored, headers, time.time(), queued=self.queue.pending)
+            canonical, stored, headers, time.time(), queued=self.queue.pending)
         if done is not None:
             return done
         if job is None:  # the first request died before recording its job
@@ -152,10 +166,18 @@ class FileJobs:
             deadline=now + req.timeout_s if req.timeout_s else None, metadata=req.metadata,
             idempotency_key=key, request_hash=rhash)
 
-    async def _start(self, job: JobRecord, file_id: str, traceparent: str | None,
+    async def launch(self, job: JobRecord, source: str, traceparent: str | None,
                      webhook: Webhook | None) -> None:
-        """Record the job, its webhook and its plan (each step idempotent), then publish in
-        a task."""
+        """Record and publish a job whose inputs are the lines of object ``source`` of the
+        files bucket, already kept (a retry's); each step idempotent."""
+        await self._start(job, source, traceparent, webhook, keep=False)
+
+    async def _start(self, job: JobRecord, file_id: str, traceparent: str | None,
+                     webhook: Webhook | None, *, keep: bool = True) -> None:
+        """Keep the inputs (a second name of the file's bytes), record the job, its webhook
+        and its plan (each step idempotent), then publish in a task."""
+        if keep and self._inputs is not None:  # before the record: a recorded job has them
+            await self._inputs.keep_file(job, file_id)
         await self._store.create_job(job)
         subscriptions = self._submitter._subscriptions  # as an inline submit records it
         if subscriptions is not None:  # before the job exists in Redis: its end sees it
@@ -169,10 +191,7 @@ class FileJobs:
 
     async def _seed(self, job: JobRecord) -> None:
         """The job's Redis hash and its deadline: both idempotent."""
-        await self._cache.init_job(job.job_id, JobFields(
-            tenant=job.tenant, model=job.model, version=job.model_version,
-            priority=Priority(job.priority), total=job.total, created_at=job.created_at,
-            expires_at=job.expires_at, deadline=job.deadline))
+        await self._cache.init_job(job.job_id, job_fields(job))
         if job.deadline is not None:
             await self._schedule.at(job.job_id, ErrorCode.DEADLINE_EXCEEDED, job.deadline)
 

@@ -1,5 +1,6 @@
 """Routes of uploaded input files: ``POST /v1/files`` (a JSONL body, streamed),
-``GET``/``DELETE /v1/files/{file_id}``; and the manifest of a job's results artifact. Same
+``GET``/``DELETE /v1/files/{file_id}``; the manifest of a job's results artifact; and
+``POST /v1/jobs/{job_id}/retry``, which reads a job's inputs back from the same bucket. Same
 authentication, admission and error envelope as gateway/routes.py; their own OPTIONS
 handlers."""
 
@@ -9,19 +10,21 @@ from typing import Annotated
 
 from litestar import Request, Response, delete, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from gateway import errors as E
+from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
 from gateway.routes import (
     WITH_AUTH,
     JobId,
+    accepted,
     caller,
     get_and_head,
     options_handlers,
     problems,
     services,
 )
-from schemas.api import Problem
+from schemas.api import JobStatusDoc, Problem
 from schemas.files import FileObject, ResultsManifest
 
 FileId = Annotated[str, FromPath]
@@ -82,5 +85,37 @@ async def get_results_manifest(request: Request, job_id: JobId) -> Response[Resu
     return Response(await svc.artifacts.required(tenant.name, job_id), headers=headers)
 
 
-_HANDLERS = [upload_file, get_file, delete_file, get_results_manifest]
+@post("/v1/jobs/{job_id:str}/retry", status_code=202,
+      summary="A new job of a terminal job's failed items (those with `retryable: true`, or "
+              "every failed one with `all_failed=true`)",
+      description="The new job's status document names `parent_job_id`; its items keep their "
+                  "`id`, and each result carries `parent_index`, the item's index in the "
+                  "parent (`index` is its place in the retry). Same model version, priority, "
+                  "metadata and timeout as the parent. Idempotency-Key as for `POST /v1/jobs`.",
+      responses={**problems(400, 401, 404, 413, 422, 429, 503), 409: ResponseSpec(
+          Problem, description="`job_not_terminal` (retryable: the job still runs), "
+          "`nothing_to_retry` (no item failed so), `inputs_not_kept` (the job's inputs were "
+          "not kept), or `idempotency_in_progress`",
+          media_type=E.PROBLEM_JSON, generate_examples=False)}, **WITH_AUTH)
+async def retry_job(
+    request: Request, job_id: JobId,
+    all_failed: Annotated[bool, QueryParameter(
+        required=False, description="Every failed item, not only the retryable ones")] = False,
+    idempotency_key: Annotated[str | None, HeaderParameter(
+        name=IDEMPOTENCY_HEADER, required=False,
+        description="Makes the retry exactly-once per (tenant, key) for 24 h")] = None,
+) -> Response[JobStatusDoc]:
+    """Queue the retry's job; a repeated Idempotency-Key replays it."""
+    tenant, key_id = caller(request)
+    svc = services(request)
+    key = check_idempotency_key(idempotency_key, svc.settings)
+    if svc.retries is None:
+        raise E.RouteNotFound("retries are not served here")
+    done = await svc.retries.retry(tenant, key_id, job_id, all_failed=all_failed,
+                                   idempotency_key=key,
+                                   traceparent=request.scope["state"].get("traceparent"))
+    return await accepted(svc, tenant, done)
+
+
+_HANDLERS = [upload_file, get_file, delete_file, get_results_manifest, retry_job]
 FILE_ROUTES = options_handlers(_HANDLERS) + _HANDLERS

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import msgspec
+from nats.js import api
 
 from core.config import Settings
 from gateway import errors as E
@@ -22,7 +23,11 @@ from schemas.api import FieldError, InputItem
 from schemas.errors import ErrorCode
 from schemas.files import LINE_DECODER, META_DECODER, FileMeta, FileObject
 from store.filepublish import FilePublishQueue
-from store.objects import ObjectBucket, ObjectWriter
+from store.objects import ObjectBucket, ObjectWriter, StaleMeta
+
+_CAS_TRIES = 8
+"""Conditional meta writes tried before a 503: only concurrent jobs and deletes of one file
+contend, each retry after a fresh read."""
 
 
 def new_file_id() -> str:
@@ -143,12 +148,49 @@ class FileService:
         return to_file_object(file_id, await self.meta(tenant, file_id))
 
     async def delete(self, tenant: str, file_id: str) -> None:
-        """Delete the file and its bytes; 409 while a job is still being queued from it."""
+        """Delete the file: it is gone for the API at once, and so are its bytes unless a job
+        made from it still keeps results (``held_until``; its retries read them: they then
+        go with the bucket's age limit). 409 while a job is still being queued from it."""
         await self.meta(tenant, file_id)
         if await self._publishing.file_in_use(file_id):
             raise FileInUse(f"a job is still being queued from file {file_id}; cancel it or "
                             "retry once it is queued", retry_after_s=5)
-        await self.bucket.delete(file_id)
+        for _ in range(_CAS_TRIES):  # conditional on the meta read: a hold cannot slip by
+            got = await self.bucket.entry(file_id)
+            if got is None or got[0].deleted:
+                return  # a concurrent delete won
+            info, seq = got
+            meta = META_DECODER.decode(info.description) if info.description else None
+            held = meta is not None and meta.held_until > time.time()
+            try:
+                await self.bucket.delete(file_id, purge=not held, last_seq=seq)
+                return
+            except StaleMeta:
+                continue
+        raise E.Unavailable(f"file {file_id} is being changed concurrently; retry",
+                            retry_after_s=1)
+
+    async def hold(self, file_id: str, until: float) -> api.ObjectInfo:
+        """Keep the file's bytes until ``until`` even if it is deleted (a job made from it
+        keeps its results until then, and its retries read them); the file's object info.
+        404 if the file was deleted meanwhile."""
+        for _ in range(_CAS_TRIES):
+            got = await self.bucket.entry(file_id)
+            if got is None or got[0].deleted or not got[0].description:
+                raise FileNotFound(f"no file {file_id}")
+            info, seq = got
+            meta = META_DECODER.decode(info.description)
+            if meta.held_until >= until:
+                return info
+            held = msgspec.structs.replace(meta, held_until=until)
+            try:
+                await self.bucket.describe(info, msgspec.json.encode(held).decode(),
+                                           last_seq=seq)
+                return info
+            except StaleMeta:
+                continue
+        raise E.Unavailable(f"file {file_id} is being changed concurrently; retry",
+                            retry_after_s=1)
 
     async def lines(self, file_id: str) -> AsyncIterator[bytes]:
         """The file's lines (without line ends) in order, one object chunk in memory."""

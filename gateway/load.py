@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from models.repository import ModelRepository
-from schemas.states import TERMINAL_JOB, JobStatus
+from schemas.states import TERMINAL_JOB, JobStatus, Priority
 from store.jobstate import JobStateCache, JobStatusSnapshot
 from store.runners import RunnerRegistry
 
@@ -21,6 +21,8 @@ class ModelLoad:
 
     backlog: int = 0
     """Items queued or running for the model (every tenant and priority)."""
+    interactive: int = 0
+    """Of ``backlog``, the items at ``interactive`` priority (served before batch work)."""
     throughput: float | None = None
     """Items per second its live runners finish (measured capacity x runners); None: unknown."""
     token_rate: float | None = None
@@ -47,8 +49,11 @@ class LoadView:
         """Sample every model's backlog and its live runners' measured throughput."""
         backlog = await self._cache.backlog()
         per_model: dict[str, int] = {}
-        for (model, _priority), n in backlog.models.items():
+        interactive: dict[str, int] = {}
+        for (model, priority), n in backlog.models.items():
             per_model[model] = per_model.get(model, 0) + n
+            if priority == Priority.INTERACTIVE:
+                interactive[model] = interactive.get(model, 0) + n
         known = self._repo.models()
         sample: dict[str, ModelLoad] = {}
         for model in set(per_model) | set(known):
@@ -59,7 +64,8 @@ class LoadView:
                     rate += pool.capacity * pool.count
                 if pool.token_rate:
                     tokens += pool.token_rate * pool.count
-            sample[model] = ModelLoad(per_model.get(model, 0), rate or None, tokens or None)
+            sample[model] = ModelLoad(per_model.get(model, 0), interactive.get(model, 0),
+                                      rate or None, tokens or None)
         self._models = sample
 
     async def models_without_runner(self) -> list[str]:
@@ -77,14 +83,17 @@ class LoadView:
 
     def poll_hint(self, snap: JobStatusSnapshot) -> int | None:
         """Seconds until polling again is worth it: None for a terminal job; else the expected
-        wait (the model's backlog ahead of a queued job plus the job's own remaining items, at
-        the measured drain rate), clamped to 1..max. Without a measured rate: by job size."""
+        wait (the backlog ahead of a queued job plus the job's own remaining items, at the
+        measured drain rate), clamped to 1..max. Without a measured rate: by job size. Ahead
+        of an interactive job is only interactive work: batch work does not delay it."""
         if snap.status in TERMINAL_JOB:
             return None
         remaining = snap.total - snap.succeeded - snap.failed
         ahead = 0
         if snap.status == JobStatus.QUEUED:
-            ahead = max(0, self.get(snap.model).backlog - remaining)
+            load = self.get(snap.model)
+            queued = load.interactive if snap.priority == Priority.INTERACTIVE else load.backlog
+            ahead = max(0, queued - remaining)
         wait = self.drain_s(snap.model, ahead + remaining)
         if wait is None:
             wait = 1.0 if remaining <= 100 else 2.0 if remaining <= 2_000 else 5.0

@@ -134,6 +134,8 @@ def _links() -> dict[str, Any]:
                             "parameters": by_job, "description": "Every result, as JSONL"},
         "CancelJob": {"operationId": "V1JobsJobIdCancelCancelJob", "parameters": by_job,
                       "description": "Cancel the job"},
+        "RetryJob": {"operationId": "V1JobsJobIdRetryRetryJob", "parameters": by_job,
+                     "description": "Once terminal: its failed items as a new job"},
     }
 
 

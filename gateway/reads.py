@@ -12,6 +12,7 @@ import msgspec
 
 from core import metrics
 from gateway import errors as E
+from gateway.inputs import InputStore
 from gateway.jobend import JOB_LEVEL
 from gateway.queue import QueueView
 from schemas.api import JobList, ResultItem, ResultsPage
@@ -49,10 +50,12 @@ class JobReader:
     artifact and the job list."""
 
     def __init__(self, store: ResultStore, cache: JobStateCache,
-                 queue: QueueView | None = None):
+                 queue: QueueView | None = None, inputs: InputStore | None = None):
         self._store = store
         self._cache = cache
         self._queue = queue
+        self._inputs = inputs
+        """A retry's results carry each item's ``parent_index`` from its kept inputs."""
 
     async def status(self, tenant: str, job_id: str) -> JobStatusSnapshot:
         """The job's status from Redis, rebuilt from the store on a miss; 404 unless the
@@ -95,9 +98,36 @@ class JobReader:
                     if len(items) > limit:
                         break
         more = len(items) > limit
-        items = items[:limit]
+        items = await self._with_parents(job, items[:limit])
         nxt = encode_index_cursor(items[-1].index) if more and items else None
         return ResultsPage(job_id=job_id, items=items, next_cursor=nxt)
+
+    async def _with_parents(self, job: JobRecord, items: list[ResultItem]) -> list[ResultItem]:
+        """A retry's items with their index in the parent job; others as they are."""
+        if job.parent_job_id is None or self._inputs is None or not items:
+            return items
+        parents = await self._inputs.parent_indexes(job.job_id, [i.index for i in items])
+        return [msgspec.structs.replace(i, parent_index=p) for i, p in zip(items, parents,
+                                                                           strict=True)]
+
+    async def failed_items(self, job: JobRecord) -> AsyncIterator[ResultItem]:
+        """Every failed item of the job in index order (those a job-level end failed
+        included, before their rows are written), O(page) memory."""
+        ended = await self._ended_by(job)
+        if ended is not None:
+            async for item in self._items(job, -1, ended):
+                if item.status == ItemStatus.FAILED:
+                    yield item
+            return
+        after = -1
+        while True:
+            rows = await self._store.get_items(job.job_id, status=ItemStatus.FAILED,
+                                               after_index=after, limit=1000)
+            for r in rows:
+                yield to_result_item(r)
+            if len(rows) < 1000:
+                return
+            after = rows[-1].index
 
     async def _ended_by(self, job: JobRecord) -> ItemError | None:
         """The item error of a job-level end (cancel, deadline, ...) once Redis has ended the
@@ -172,11 +202,20 @@ class JobReader:
 
     async def _lines(self, job: JobRecord, ended: ItemError | None) -> AsyncIterator[bytes]:
         buf = bytearray()
+        batch: list[ResultItem] = []
         async for item in self._items(job, -1, ended):
-            buf += _JSON.encode(item)
-            buf += b"\n"
+            batch.append(item)
+            if len(batch) < 500:
+                continue
+            for one in await self._with_parents(job, batch):
+                buf += _JSON.encode(one)
+                buf += b"\n"
+            batch.clear()
             if len(buf) >= 64 * 1024:
                 yield bytes(buf)
                 buf.clear()
+        for one in await self._with_parents(job, batch):
+            buf += _JSON.encode(one)
+            buf += b"\n"
         if buf:
             yield bytes(buf)

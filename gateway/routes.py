@@ -16,11 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.tenants import Tenant
 from core.tracing import bind_fields
 from gateway import errors as E
-from gateway.admission import CONDITIONAL_POLL_COST, POLL_COST
 from gateway.artifact import respond as respond_jsonl
+from gateway.auth import identify
 from gateway.body import decode_submit
 from gateway.limits import IDEMPOTENCY_HEADER, check_idempotency_key
+from gateway.polls import answer_poll, status_headers
 from gateway.services import GatewayServices
+from gateway.submit import Submitted
 from schemas.api import JobList, JobStatusDoc, Problem, ResultsPage
 from schemas.dryrun import DryRunReport
 from schemas.errors import ErrorCode
@@ -56,15 +58,8 @@ async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None
     """Guard: ``Authorization: Bearer <key>`` names a tenant; keep it and the key's id.
     A coroutine on purpose: Litestar runs a plain-function guard in a worker thread, and the
     hand-off to and from the thread cost a quarter of a status poll."""
-    scheme, _, key = connection.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise E.Unauthenticated("send `Authorization: Bearer <api key>`")
-    found = connection.app.state.services.tenants.identify(key)
-    if found is None:
-        raise E.Unauthenticated("unknown API key")  # never echo the key
-    # The key id (a digest prefix) names the key's buckets; the key itself goes nowhere.
-    connection.state.tenant, connection.state.key_id = found
+    connection.state.tenant, connection.state.key_id = identify(
+        connection.app.state.services.tenants, connection.headers.get("authorization", ""))
 
 
 def caller(request: Request) -> tuple[Tenant, str]:
@@ -73,21 +68,11 @@ def caller(request: Request) -> tuple[Tenant, str]:
     return request.state.tenant, request.state.key_id
 
 
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 If-None-Match: ``*`` or any listed tag, compared weakly (``W/`` ignored)."""
-    if not if_none_match:
-        return False
-    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return "*" in tags or etag in tags
-
-
 def status_response(svc: GatewayServices, snap: JobStatusSnapshot, status_code: int = 200,
                     headers: dict[str, str] | None = None) -> Response[JobStatusDoc]:
     """A status document with its ETag and, while the job runs, a Retry-After poll hint."""
-    h = {"ETag": snap.etag, "Cache-Control": "no-cache", **(headers or {})}
-    if (hint := svc.load.poll_hint(snap)) is not None:
-        h["Retry-After"] = str(hint)
-    return Response(snap.to_doc(), status_code=status_code, headers=h)
+    return Response(snap.to_doc(), status_code=status_code,
+                    headers=status_headers(svc, snap, headers))
 
 
 JobId = FromPath[str]
@@ -134,6 +119,13 @@ async def submit_job(
     submitter = svc.filejobs if data.input_file_id is not None else svc.submitter
     done = await submitter.submit(tenant, key_id, data, key,
                                   traceparent=request.scope["state"].get("traceparent"))
+    return await accepted(svc, tenant, done)
+
+
+async def accepted(svc: GatewayServices, tenant: Tenant, done: Submitted
+                   ) -> Response[JobStatusDoc]:
+    """202 with the queued job's status document, its Location and, for a replayed
+    Idempotency-Key, ``Idempotency-Replayed: true``."""
     snap = await svc.reader.status(tenant.name, done.job_id)
     headers = {"Location": f"/v1/jobs/{done.job_id}", **done.headers}
     if done.replayed:
@@ -163,21 +155,14 @@ async def get_job(
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match",
                                                          required=False)] = None,
 ) -> Response[JobStatusDoc]:
-    """The job's status; a matching If-None-Match is a 304 that costs half a poll."""
+    """The job's status; a matching If-None-Match is a 304 that costs half a poll. Served by
+    the fast path in gateway/polls.py unless ``Settings.fast_status_polls`` is off (or for
+    HEAD); both answer through ``answer_poll``."""
     tenant, key_id = caller(request)
-    svc = services(request)
-    # A conditional poll pays half up front; the other half only if it is answered with a 200.
-    cost = CONDITIONAL_POLL_COST if if_none_match else POLL_COST
-    headers = await svc.admission.read(tenant, key_id, cost)
-    snap = await svc.reader.status(tenant.name, job_id)
-    if etag_matches(if_none_match, snap.etag):
-        h = {"ETag": snap.etag, **headers}
-        if (hint := svc.load.poll_hint(snap)) is not None:
-            h["Retry-After"] = str(hint)
-        return Response(b"", status_code=304, headers=h)
-    if if_none_match:
-        headers = await svc.admission.charge_read(tenant, key_id, POLL_COST - cost)
-    return status_response(svc, snap, headers=headers)
+    answer = await answer_poll(services(request), tenant, key_id, job_id, if_none_match)
+    if answer.status_code == 304:
+        return Response(b"", status_code=304, headers=answer.headers)
+    return Response(answer.snap.to_doc(), headers=answer.headers)
 
 
 @post("/v1/jobs/{job_id:str}/cancel", status_code=200,

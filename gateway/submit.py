@@ -1,15 +1,16 @@
 """Job submission: check limits, resolve the model, replay or admit, claim the idempotency
-key, persist the job, seed its Redis hash, publish its chunks with ``Nats-Msg-Id``, and mark
-it published.
+key, persist the job, seed its Redis hash, publish its chunks with ``Nats-Msg-Id`` while
+keeping its inputs for retries (gateway/inputs.py), and mark it published.
 
 Every step after admission is idempotent, so a retry with the same Idempotency-Key can
-complete a half-submitted job without duplicating it. Inputs are not stored: a job left
-unpublished by a dead gateway and not completed by a retry within
+complete a half-submitted job without duplicating it. A job left unpublished by a dead
+gateway (its inputs perhaps not kept yet either) and not completed by a retry within
 ``submit_recovery_grace_s`` is failed by the sweeper (``submission_interrupted``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -23,9 +24,10 @@ from core import bus, faults, metrics
 from core.config import Settings
 from core.tenants import Tenant
 from core.tracing import HEADER as TRACEPARENT
-from core.tracing import bind_fields, continue_or_start
+from core.tracing import bind_fields, continue_or_start, span
 from gateway import errors as E
 from gateway.admission import Admission
+from gateway.inputs import InputStore
 from gateway.limits import IDEMPOTENCY_HEADER, check_submit
 from gateway.webhooks.subscribe import Subscriptions, Webhook
 from models.errors import ModelNotFound
@@ -34,9 +36,10 @@ from schemas import subjects
 from schemas.api import FieldError, SubmitRequest
 from schemas.bus import Chunk, ChunkItem, encode
 from schemas.errors import ErrorCode
-from schemas.states import TERMINAL_JOB, Priority
+from schemas.states import TERMINAL_JOB
 from store.endschedule import EndSchedule
-from store.jobstate import JobFields, JobStateCache
+from store.jobstate import JobStateCache
+from store.rebuild import job_fields
 from store.results.base import IdempotencyRecord, JobRecord, ResultStore
 
 
@@ -45,8 +48,9 @@ def new_job_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-def request_hash(req: SubmitRequest) -> str:
-    """SHA-256 of the request's canonical JSON: what an Idempotency-Key is bound to."""
+def request_hash(req: msgspec.Struct) -> str:
+    """SHA-256 of the request's canonical JSON: what an Idempotency-Key is bound to (a
+    submission, or a retry's ``RetryRequest``)."""
     return hashlib.sha256(msgspec.json.encode(req, order="sorted")).hexdigest()
 
 
@@ -84,7 +88,7 @@ class Idempotency:
         stored, created = await self._store.claim_idempotency(claim, now)
         return None if created else stored
 
-    async def replay(self, req: SubmitRequest, stored: IdempotencyRecord,
+    async def replay(self, req: msgspec.Struct, stored: IdempotencyRecord,
                      headers: dict[str, str], now: float, *,
                      queued: Callable[[str], Awaitable[bool]] | None = None
                      ) -> tuple[Submitted | None, JobRecord | None]:
@@ -113,7 +117,8 @@ class Submitter:
 
     def __init__(self, settings: Settings, repo: ModelRepository, store: ResultStore,
                  cache: JobStateCache, nc: NATS, admission: Admission, schedule: EndSchedule,
-                 subscriptions: Subscriptions | None = None):
+                 subscriptions: Subscriptions | None = None,
+                 inputs: InputStore | None = None):
         self._s = settings
         self._repo = repo
         self._store = store
@@ -123,6 +128,7 @@ class Submitter:
         self._admission = admission
         self._schedule = schedule
         self._subscriptions = subscriptions
+        self.inputs = inputs
         self.idempotency = Idempotency(settings, store)
 
     def resolve_model(self, spec: str) -> tuple[str, int]:
@@ -176,7 +182,7 @@ class Submitter:
         if job is None:
             job = self._job_record(stored.job_id, tenant, req, model, version, stored.created_at,
                                    stored.key, stored.request_hash)
-        await self._complete(job, req, traceparent, webhook)
+        await self._complete(job, req, traceparent, webhook, again=True)
         return Submitted(job.job_id, replayed=True, headers=headers)
 
     def _job_record(self, job_id: str, tenant: Tenant, req: SubmitRequest, model: str,
@@ -213,17 +219,23 @@ class Submitter:
         return self._subscriptions.resolve(tenant, req.webhook)
 
     async def _complete(self, job: JobRecord, req: SubmitRequest,
-                        traceparent: str | None, webhook: Webhook | None = None) -> None:
+                        traceparent: str | None, webhook: Webhook | None = None, *,
+                        again: bool = False) -> None:
         await self._store.create_job(job)
         if self._subscriptions is not None:  # before the job exists in Redis: its end sees it
             await self._subscriptions.record(job.job_id, job.tenant, webhook, job.expires_at)
-        await self._cache.init_job(job.job_id, JobFields(
-            tenant=job.tenant, model=job.model, version=job.model_version,
-            priority=Priority(job.priority), total=job.total, created_at=job.created_at,
-            expires_at=job.expires_at, deadline=job.deadline))
+        await self._cache.init_job(job.job_id, job_fields(job))
         if job.deadline is not None:  # the sweeper ends it then, even if nothing runs
             await self._schedule.at(job.job_id, ErrorCode.DEADLINE_EXCEEDED, job.deadline)
-        await self.publish(job, req, traceparent=traceparent)
+        if self.inputs is None:
+            await self.publish(job, req, traceparent=traceparent)
+        else:  # side by side: the inputs' object costs the 202 little more than its encoding
+            done = await asyncio.gather(self.publish(job, req, traceparent=traceparent),
+                                        self.inputs.keep(job, req.items(), again=again),
+                                        return_exceptions=True)
+            for outcome in done:  # both ran to their end; the first failure answers
+                if isinstance(outcome, BaseException):
+                    raise outcome
         await self._store.mark_published(job.job_id)
 
     async def publish(self, job: JobRecord, req: SubmitRequest, *,
@@ -231,16 +243,19 @@ class Submitter:
         """Publish the job's chunks (deduplicated by ``Nats-Msg-Id``), waking the lane's
         schedulers after the first; safe to repeat."""
         subject = subjects.job_subject(job.model, job.priority, job.tenant)
-        trace = continue_or_start(traceparent).header()  # the job's span on the bus
-        for n, items in enumerate(self.chunk(req.items())):
-            msg = Chunk(job_id=job.job_id, chunk=n, tenant=job.tenant, model=job.model,
-                        model_version=job.model_version, priority=job.priority,
-                        created_at=job.created_at, items=items, deadline=job.deadline,
-                        traceparent=trace)
-            await self._js.publish(subject, encode(msg), headers={
-                "Nats-Msg-Id": f"{job.job_id}:{n}", TRACEPARENT: trace})
-            if n == 0:
-                # Wake the schedulers for this lane (they also look every 200 ms).
-                await bus.hint(self._nc, subjects.work_arrived_subject(
-                    job.model, job.priority, job.tenant))
-                faults.crash_point("gateway.mid_publish")
+        ctx = continue_or_start(traceparent)  # the job's span on the bus
+        trace = ctx.header()
+        with span("gateway", "publish", ctx, traceparent, kind="producer",
+                  **{"messaging.destination.name": subject, "inferq.job_id": job.job_id}):
+            for n, items in enumerate(self.chunk(req.items())):
+                msg = Chunk(job_id=job.job_id, chunk=n, tenant=job.tenant, model=job.model,
+                            model_version=job.model_version, priority=job.priority,
+                            created_at=job.created_at, items=items, deadline=job.deadline,
+                            traceparent=trace)
+                await self._js.publish(subject, encode(msg), headers={
+                    "Nats-Msg-Id": f"{job.job_id}:{n}", TRACEPARENT: trace})
+                if n == 0:
+                    # Wake the schedulers for this lane (they also look every 200 ms).
+                    await bus.hint(self._nc, subjects.work_arrived_subject(
+                        job.model, job.priority, job.tenant))
+                    faults.crash_point("gateway.mid_publish")

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from nats.aio.msg import Msg
@@ -21,11 +22,36 @@ from models.bucketing import pad_batch
 from schemas.bus import Batch, BatchItem
 from schemas.errors import ErrorCode, ItemError
 from store.results.base import ItemRecord
+from store.usage import ItemUsage
 
 log = logging.getLogger("inferq.runner")
 
 MIN_IN_PROGRESS_S = 1.0
 """Floor of the in-progress interval, however short AckWait is configured."""
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """Item records and what each item that ran cost, by (job id, index): what a write-back
+    commits (items known without inference cost nothing)."""
+
+    records: list[ItemRecord] = field(default_factory=list)
+    usage: dict[tuple[str, int], ItemUsage] = field(default_factory=dict)
+
+    def __add__(self, other: Inferred) -> Inferred:
+        return Inferred(self.records + other.records, {**self.usage, **other.usage})
+
+
+def share_by_tokens(seconds: float, padded: list[int]) -> list[int]:
+    """A batch's inference time split over its items by padded tokens (what the device
+    paid for), in whole microseconds that add up to the batch's."""
+    total, out, before, acc = sum(padded), [], 0, 0
+    for p in padded:
+        acc += p
+        upto = round(seconds * 1e6 * acc / total) if total else 0
+        out.append(upto - before)
+        before = upto
+    return out
 
 
 class InferredTally:
@@ -64,18 +90,19 @@ class Inference:
         """A batch running longer than AckWait must not be redelivered meanwhile: it says
         "in progress" three times per AckWait."""
 
-    async def run(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> list[ItemRecord]:
-        """One record per item. A part that fails as a whole is split in two and each half
-        run again, down to single items: only the item that fails alone is failed."""
+    async def run(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> Inferred:
+        """One record per item, and the usage of each that succeeded. A part that fails as a
+        whole is split in two and each half run again, down to single items: only the item
+        that fails alone is failed."""
         try:
-            vectors = await self._run_leased(msg, batch.bucket, items)
+            vectors, seconds = await self._run_leased(msg, batch.bucket, items)
         except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
             if len(items) == 1:
                 [it] = items
                 log.error("item %s/%d failed in the backend: %s", it.job_id, it.index, exc,
                           extra=job_log_fields(batch, it.job_id))
                 err = ItemError.of(ErrorCode.INTERNAL_ERROR, f"inference failed: {exc}")
-                return [records.failed(it, err, self._version, time.time())]
+                return Inferred([records.failed(it, err, self._version, time.time())])
             mid = len(items) // 2
             return (await self.run(msg, batch, items[:mid])
                     + await self.run(msg, batch, items[mid:]))
@@ -83,15 +110,19 @@ class Inference:
         metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
         self._tally.add(len(items))
         now = time.time()
-        out = []
-        for it, vec in zip(items, vectors, strict=True):
-            out.append(records.succeeded(it, vec, self._version, now,
-                                         simulated=self._backend.simulated))
+        out = Inferred()
+        # Every item of a batch is padded to its bucket: the same padded tokens each.
+        shares = share_by_tokens(seconds, [batch.bucket] * len(items))
+        for it, vec, us in zip(items, vectors, shares, strict=True):
+            out.records.append(records.succeeded(it, vec, self._version, now,
+                                                 simulated=self._backend.simulated))
+            out.usage[(it.job_id, it.index)] = ItemUsage(len(it.token_ids), us)
             if it.enqueued_at:
                 metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
         return out
 
-    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem]) -> np.ndarray:
+    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem]
+                          ) -> tuple[np.ndarray, float]:
         """Run in a worker thread, telling JetStream the batch is in progress meanwhile."""
         ids, mask = pad_batch([it.token_ids for it in items], bucket)
         work = asyncio.create_task(asyncio.to_thread(
@@ -103,11 +134,12 @@ class Inference:
             await msg.in_progress()
 
     def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
-                   client_ids: list[str | None]) -> np.ndarray:
+                   client_ids: list[str | None]) -> tuple[np.ndarray, float]:
         with self._busy.busy(len(ids), ids.size):
             t0 = time.perf_counter()
             faults.crash_if_poison(client_ids)
             out = self._backend.run(ids, mask)
+            seconds = time.perf_counter() - t0
             metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
-                time.perf_counter() - t0)
-        return out
+                seconds)
+        return out, seconds

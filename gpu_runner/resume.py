@@ -86,8 +86,8 @@ class Resumer:
             ledger = await self._ledger.running(batch.batch_id, ledger,
                                                 [(it.job_id, it.index) for it in part])
             try:
-                await self._writeback.commit(await self._inference.run(msg, batch, part),
-                                             time.time())
+                done = await self._inference.run(msg, batch, part)
+                await self._writeback.commit(done.records, time.time(), done.usage)
             except Exception:
                 # This runner is alive: whatever failed (a store or Redis outage, a bug), the
                 # part did not crash it, so it must not become the next delivery's suspect.

@@ -24,7 +24,7 @@ from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
 from gpu_runner.deadletter import DeadLetters
 from gpu_runner.gpu_util import GpuUtilisation
-from gpu_runner.infer import Inference, InferredTally
+from gpu_runner.infer import Inference, Inferred, InferredTally
 from gpu_runner.prepare import Prepared, Preparer
 from gpu_runner.receive import BatchSource, decode
 from gpu_runner.redelivery import RedeliveryLedger
@@ -33,7 +33,7 @@ from gpu_runner.settle import Settle, Stage
 from gpu_runner.triage import Triage
 from gpu_runner.writeback import WriteBack
 from store.jobstate import JobStateCache
-from store.results.base import ItemRecord, ResultStore
+from store.results.base import ResultStore
 from store.runners import ALIVE_S, RunnerRegistry
 
 log = logging.getLogger("inferq.runner")
@@ -167,23 +167,25 @@ class Runner:
             await _finished(writing)
             await self._settle.guard(Stage.RESUME, work.msg, work.batch, self._resume(work))
             return None
-        records = await self._settle.guard(Stage.INFER, work.msg, work.batch, self._infer(work))
+        done = await self._settle.guard(Stage.INFER, work.msg, work.batch, self._infer(work))
         await _finished(writing)
-        if records is None:
+        if done is None:
             return None
         return asyncio.create_task(self._settle.guard(
-            Stage.WRITE_BACK, work.msg, work.batch, self._write_back(work, records)))
+            Stage.WRITE_BACK, work.msg, work.batch, self._write_back(work, done)))
 
-    async def _infer(self, work: Prepared) -> list[ItemRecord]:
-        """Infer stage: every item's result (known without inference, and inferred)."""
+    async def _infer(self, work: Prepared) -> Inferred:
+        """Infer stage: every item's result (known without inference, and inferred) and
+        the usage of those that ran."""
         if not work.run:
-            return work.records
-        return work.records + await self._inference.run(work.msg, work.batch, work.run)
+            return Inferred(work.records)
+        return Inferred(work.records) + await self._inference.run(work.msg, work.batch,
+                                                                  work.run)
 
-    async def _write_back(self, work: Prepared, records: list[ItemRecord]) -> None:
+    async def _write_back(self, work: Prepared, done: Inferred) -> None:
         """Write-back and ack stages: results first, the ack only once all are written."""
         await self._report_inferred()
-        await self._writeback.commit(records, time.time())
+        await self._writeback.commit(done.records, time.time(), done.usage)
         if await self._settle.ack(work.msg, work.batch):
             faults.crash_point("runner.after_ack")
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 from nats.aio.msg import Msg
 
 from core.config import Settings
-from gpu_runner.logcontext import log_context
+from gpu_runner.logcontext import log_context, stage_spans
 from gpu_runner.receive import deliveries
 from schemas.bus import Batch
 from store.redis_errors import CacheUnavailable
@@ -40,6 +40,10 @@ class Stage(enum.StrEnum):
     """Infer and write back a redelivered batch part by part (see ``gpu_runner.resume``)."""
 
 
+TRACED = frozenset({Stage.INFER, Stage.WRITE_BACK, Stage.RESUME})
+"""The stages recorded as spans when spans are exported (``gpu_runner.logcontext``)."""
+
+
 def backoff_s(settings: Settings, delivered: int) -> float:
     """Nak delay after a transient failure at this delivery: ``redelivery_backoff_s``
     doubling per delivery, up to ``redelivery_backoff_max_s``."""
@@ -61,7 +65,9 @@ class Settle:
         ``dependency_retry_s``: a bug must not kill the loop. None when it failed."""
         with log_context(batch) if batch is not None else nullcontext():
             try:
-                return await work
+                with stage_spans(stage, batch) if batch is not None and stage in TRACED \
+                        else nullcontext():
+                    return await work
             except asyncio.CancelledError:
                 raise
             except TRANSIENT as exc:

@@ -2,12 +2,15 @@
 once in Redis (one Lua call per job in the batch), (3) persist a terminal transition; the
 caller acks only after all three. A crash anywhere before the ack means redelivery and the
 same end state: rows are first-writer-wins and the Redis markers count each item once.
+The same script call adds what it counts to the tenant's usage (:mod:`store.usage`), with
+each item's input tokens and inference time: a replay adds nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -20,6 +23,7 @@ from store.markers import done_items
 from store.rebuild import rebuild_job_cache
 from store.redis_errors import CacheMiss
 from store.results.base import ItemRecord, ResultStore
+from store.usage import ItemUsage
 
 log = logging.getLogger("inferq.runner.writeback")
 
@@ -76,22 +80,30 @@ class WriteBack:
                     self._started.popitem(last=False)
         return statuses
 
-    async def commit(self, records: list[ItemRecord], now: float) -> list[JobTransition]:
+    async def commit(self, records: list[ItemRecord], now: float,
+                     usage: Mapping[tuple[str, int], ItemUsage] | None = None
+                     ) -> list[JobTransition]:
         """Write ``records`` (rows, then counts, then any job they finish); idempotent, so a
-        redelivered batch may commit the same records again."""
+        redelivered batch may commit the same records again. ``usage`` holds what each item
+        that ran cost, by (job id, index); it is counted with the item, once."""
+        usage = usage or {}
         if not records:
             return []
         await self._store.upsert_items(records)
         faults.crash_point("runner.after_upsert")
         by_job: dict[str, list[tuple[int, ItemStatus]]] = defaultdict(list)
         codes: dict[str, list[ItemRecord]] = defaultdict(list)
+        costs: dict[str, dict[int, ItemUsage]] = defaultdict(dict)
         for r in records:
             by_job[r.job_id].append((r.index, r.status))
             codes[r.job_id].append(r)
+            if (cost := usage.get((r.job_id, r.index))) is not None:
+                costs[r.job_id][r.index] = cost
         finished: list[JobTransition] = []
         for job_id, results in by_job.items():
             out = await self._with_cache(
-                job_id, lambda j=job_id, res=results: self._cache.record_results(j, res, now))
+                job_id, lambda j=job_id, res=results: self._cache.record_results(
+                    j, res, now, costs.get(j)))
             if out is None:  # the job is gone (expired and purged): nothing to count
                 continue
             if out.newly_counted:

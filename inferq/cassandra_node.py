@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from inferq.embedded import EmbeddedServerError, ServerProcess, free_port
+from inferq.embedded import (
+    EmbeddedServerError,
+    ServerProcess,
+    ServerTls,
+    free_port,
+    write_private,
+)
 
 CASSANDRA_VERSION = "5.0.6"
 FETCH_COMMAND = "scripts/fetch_cassandra.sh"
@@ -103,6 +110,24 @@ def _commitlog(durable: bool) -> str:
     return "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms"
 
 
+def _client_tls(tls: ServerTls | None, data: Path) -> str:
+    """``client_encryption_options`` with Cassandra 5's PEM support: the node's key (PKCS#8,
+    unencrypted) and certificate chain in one file, the CA of client certificates when it
+    verifies them. TLS only (``optional: false``): a plain client is refused."""
+    if tls is None:
+        return ""
+    keystore = data / "client-keystore.pem"
+    write_private(keystore, tls.key.read_text() + tls.cert.read_text())
+    lines = ["client_encryption_options:", "  enabled: true", "  optional: false",
+             "  ssl_context_factory:",
+             "    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory",
+             f'  keystore: "{keystore}"',
+             f"  require_client_auth: {'true' if tls.verify_clients else 'false'}"]
+    if tls.ca:
+        lines.append(f'  truststore: "{tls.ca}"')
+    return "\n".join(lines) + "\n"
+
+
 def _yaml(data: Path, host: str, native_port: int, storage_port: int, durable: bool) -> str:
     # One token, small memtables and caches, a periodic commit log unless ``durable`` (no fsync
     # wait per write):
@@ -166,7 +191,7 @@ _LOGBACK = """\
 def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int | None = None,
                    storage_port: int | None = None, host: str = "127.0.0.1",
                    heap_mb: int = 512, log_path: Path | None = None,
-                   durable: bool = False) -> ServerProcess:
+                   durable: bool = False, tls: ServerTls | None = None) -> ServerProcess:
     """A one-node cluster (datacenter ``datacenter1``) with everything under ``data_dir``.
 
     Free ports by default: the CQL port is the process's ``port``; the storage port (gossip,
@@ -175,6 +200,7 @@ def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int |
     ``durable``: group commit (every acknowledged write fsynced within 10 ms) instead of a
     periodic commit log, which a SIGKILL can roll back by up to its 10 s period, losing writes
     the node had acknowledged: what a node holding results it alone has must use.
+    ``tls``: CQL clients must connect with TLS (``tls.key`` in PKCS#8 PEM).
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +208,8 @@ def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int |
     while storage_port is None or storage_port == native_port:
         storage_port = free_port(host)
     conf = data_dir / "cassandra.yaml"
-    conf.write_text(_yaml(data_dir, host, native_port, storage_port, durable))
+    conf.write_text(_yaml(data_dir, host, native_port, storage_port, durable)
+                    + _client_tls(tls, data_dir))
     logback = data_dir / "logback.xml"
     logback.write_text(_LOGBACK.format(log=data_dir / "system.log"))
     argv = [
@@ -200,12 +227,24 @@ def cassandra_node(data_dir: Path, home: Path, *, java: Path, native_port: int |
 
 
 def cql_ready(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Whether the node answers a CQL OPTIONS request with SUPPORTED (protocol v4 framing)."""
+    """Whether the node answers a CQL OPTIONS request with SUPPORTED (protocol v4 framing),
+    in plain text or, for a node that requires it, over TLS (a readiness probe only: the
+    certificate is not verified here)."""
+    return _options(host, port, timeout, None) or _options(host, port, timeout, _PROBE_TLS)
+
+
+_PROBE_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_PROBE_TLS.check_hostname = False
+_PROBE_TLS.verify_mode = ssl.CERT_NONE
+
+
+def _options(host: str, port: int, timeout: float, tls: ssl.SSLContext | None) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            s = tls.wrap_socket(raw) if tls else raw
             s.sendall(struct.pack(">BBhBi", 0x04, 0, 0, 0x05, 0))  # OPTIONS, stream 0
             head = s.recv(9)
-    except OSError:
+    except OSError:  # ssl.SSLError included
         return False
     return len(head) == 9 and head[0] == 0x84 and head[4] == 0x06  # response v4, SUPPORTED
 

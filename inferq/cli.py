@@ -102,6 +102,20 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bus_provision(args: argparse.Namespace) -> int:
+    """``inferq bus provision``: create or update the streams, as the NATS admin user
+    (INFERQ_NATS_USER/PASSWORD): where each role has its own user, roles may not."""
+    from core import bus
+
+    try:
+        asyncio.run(bus.provision(Settings.load()))
+    except bus.BusError as exc:
+        print(f"inferq bus provision: {exc}", file=sys.stderr)
+        return 1
+    print("streams provisioned")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """``inferq dev``: the whole service on this machine (see inferq/dev.py)."""
     from inferq.dev import run_dev
@@ -155,7 +169,7 @@ def _dev_on_cassandra(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """``inferq submit``: a JSONL file as jobs; exit 2 on bad input, 3 on an API error."""
+    """``inferq submit``: a JSONL file as one job; exit 2 on bad input, 3 on an API error."""
     from inferq.client import InferqError
     from inferq.submit_file import default_api_key, submit_file
 
@@ -169,7 +183,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return asyncio.run(submit_file(
             url, key, args.file, model=args.model, priority=args.priority,
             timeout_s=args.timeout_s, wait=args.wait or bool(args.output), output=args.output,
-            key_prefix=args.idempotency_key, max_items=args.max_items_per_job))
+            idempotency_key=args.idempotency_key, max_items=args.max_items_per_job))
     except (OSError, ValueError) as exc:
         print(f"inferq submit: {exc}", file=sys.stderr)
         return 2
@@ -226,15 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--api-key", default=None,
                     help="API key (default: $INFERQ_API_KEY, else .inferq/dev-api-key)")
     sb.add_argument("--idempotency-key", default=None,
-                    help="key prefix (default: derived from the file, model and options, so "
-                         "re-running the same command within 24 h returns the same jobs)")
-    sb.add_argument("--max-items-per-job", type=int, default=10_000)
+                    help="the job's Idempotency-Key (default: derived from the inputs, model "
+                         "and options, so re-running the same command within 24 h returns "
+                         "the same job)")
+    sb.add_argument("--max-items-per-job", type=int, default=10_000,
+                    help="most inputs sent inline; a longer file is uploaded (POST /v1/files) "
+                         "and submitted as one job from the file")
     sb.set_defaults(func=cmd_submit)
 
     s = sub.add_parser("store", help="result store")
     ssub = s.add_subparsers(dest="store_command", required=True)
     sm = ssub.add_parser("migrate", help="create the result store's tables")
     sm.set_defaults(func=cmd_store_migrate)
+
+    bs = sub.add_parser("bus", help="NATS JetStream")
+    bsub = bs.add_subparsers(dest="bus_command", required=True)
+    bp = bsub.add_parser("provision", help="create or update the streams (as the admin user)")
+    bp.set_defaults(func=cmd_bus_provision)
     return p
 
 

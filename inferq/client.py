@@ -17,16 +17,14 @@ a second job.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
-import hashlib
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
@@ -110,7 +108,8 @@ class Client:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
                                        transport=transport,
                                        headers={"Authorization": f"Bearer {api_key}"})
-        self.retry = retry or RetryPolicy()
+        self.retry_policy = retry or RetryPolicy()
+        """How failed requests are retried (``retry`` is the API call of that name)."""
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._etags: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -159,6 +158,14 @@ class Client:
     async def webhook_deliveries(self, job_id: str) -> dict[str, Any]:
         """The job's webhook: its state and every delivery attempt."""
         return (await self.request("GET", f"/v1/jobs/{job_id}/webhook-deliveries")).json()
+
+    async def usage(self, start: str | None = None, end: str | None = None,
+                    group_by: str = "day") -> dict[str, Any]:
+        """The tenant's usage from ``start`` to ``end`` (RFC 3339 dates; default the last 7
+        UTC days) by ``day`` or ``model``: jobs, items, input tokens, inference seconds."""
+        params = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+        return (await self.request("GET", "/v1/usage",
+                                   params={**params, "group_by": group_by})).json()
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The status document; a conditional GET, so an unchanged job costs a 304."""
@@ -223,9 +230,9 @@ class Client:
                     raise
                 err = InferqError(0, "transport_error", repr(exc), retryable=True)
             attempt += 1
-            if not err.retryable or attempt >= self.retry.max_attempts:
+            if not err.retryable or attempt >= self.retry_policy.max_attempts:
                 raise err
-            await self._sleep(self.retry.delay(attempt - 1, wait, self._rng))
+            await self._sleep(self.retry_policy.delay(attempt - 1, wait, self._rng))
 
     async def jobs(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """The tenant's jobs, newest first."""
@@ -272,38 +279,21 @@ class Client:
 
     async def download_results(self, job_id: str, dest: str | Path) -> dict[str, Any]:
         """Download a terminal job's ``results.jsonl`` to ``dest``, resuming a partial
-        ``<dest>.part`` left by an interrupted call (``Range`` + ``If-Range``), and check it
-        against the manifest's length and SHA-256 (and the ``Repr-Digest`` sent with it);
-        returns the manifest. A bad copy is deleted and raises ``InferqError``."""
-        dest = Path(dest)
-        manifest = (await self.request("GET", f"/v1/jobs/{job_id}/results/manifest")).json()
-        attempt, digest = 0, ""
-        while True:
-            offset, etag = _partial(dest)
-            headers = {"Range": f"bytes={offset}-", "If-Range": etag} \
-                if 0 < offset < manifest["bytes"] else {}
-            self.attempts += 1
-            try:
-                async with self._http.stream("GET", f"/v1/jobs/{job_id}/results.jsonl",
-                                             headers=headers) as r:
-                    if r.status_code not in (200, 206):
-                        await r.aread()
-                        raise self._error(r)
-                    digest = r.headers.get("repr-digest", "")
-                    with _part_writer(dest, r.headers.get("etag", ""),
-                                      append=r.status_code == 206) as fh:
-                        async for piece in r.aiter_bytes():
-                            fh.write(piece)
-                break
-            except httpx.TransportError:  # cut midway: resume from what arrived
-                attempt += 1
-                if attempt >= self.retry.max_attempts:
-                    raise
-                await self._sleep(self.retry.delay(attempt - 1, None, self._rng))
-        if not _verified(dest, manifest["sha256"], digest):
-            raise InferqError(0, "digest_mismatch",
-                              f"results of {job_id} do not match their SHA-256; download again")
-        return manifest
+        ``<dest>.part`` and checking the SHA-256 (:func:`inferq.download.download_results`);
+        returns the manifest."""
+        from inferq.download import download_results  # it uses this module's InferqError
+
+        return await download_results(self, job_id, dest)
+
+    async def retry(self, job_id: str, *, all_failed: bool = False,
+                    idempotency_key: str | None = None) -> dict[str, Any]:
+        """A new job of a terminal job's items that failed with ``retryable: true`` (every
+        failed one with ``all_failed``); its status document (``parent_job_id``). Its results
+        carry each item's ``parent_index``. Retried with one Idempotency-Key."""
+        params = {"all_failed": "true"} if all_failed else {}
+        key = idempotency_key or uuid.uuid4().hex
+        return (await self.request("POST", f"/v1/jobs/{job_id}/retry", params=params,
+                                   headers={"Idempotency-Key": key})).json()
 
     # Transport with retries
 
@@ -324,10 +314,10 @@ class Client:
                 err = self._error(r)
                 wait = retry_after(r, err.problem)
             attempt += 1
-            out_of_time = time.monotonic() - start > self.retry.max_elapsed_s
-            if not err.retryable or attempt >= self.retry.max_attempts or out_of_time:
+            out_of_time = time.monotonic() - start > self.retry_policy.max_elapsed_s
+            if not err.retryable or attempt >= self.retry_policy.max_attempts or out_of_time:
                 raise err
-            await self._sleep(self.retry.delay(attempt - 1, wait, self._rng))
+            await self._sleep(self.retry_policy.delay(attempt - 1, wait, self._rng))
 
     @staticmethod
     def _error(r: httpx.Response) -> InferqError:
@@ -351,36 +341,3 @@ class Client:
             if etag := r.headers.get("etag"):
                 self._etags[job_id] = (etag, doc)
         return doc, retry_after(r)
-
-
-# The ``inferq submit`` command's work (the argument parsing lives in inferq/cli.py).
-
-def _partial(dest: Path) -> tuple[int, str]:
-    """Bytes already downloaded to ``<dest>.part`` and the ETag they came with."""
-    part, tag = Path(f"{dest}.part"), Path(f"{dest}.part.etag")
-    if part.exists() and tag.exists():
-        return part.stat().st_size, tag.read_text()
-    return 0, ""
-
-
-def _part_writer(dest: Path, etag: str, *, append: bool) -> IO[bytes]:
-    """``<dest>.part`` opened to append (206) or rewrite (200), its ETag saved beside it."""
-    Path(f"{dest}.part.etag").write_text(etag)
-    return open(f"{dest}.part", "ab" if append else "wb")
-
-
-def _verified(dest: Path, sha256_hex: str, repr_digest: str) -> bool:
-    """Move ``<dest>.part`` to ``dest`` if its SHA-256 is the manifest's (and the
-    Repr-Digest's); else delete it."""
-    part, tag = Path(f"{dest}.part"), Path(f"{dest}.part.etag")
-    sha = hashlib.sha256()
-    with open(part, "rb") as fh:
-        while piece := fh.read(1 << 20):
-            sha.update(piece)
-    expected = "sha-256=:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode() + ":"
-    tag.unlink(missing_ok=True)
-    if sha.hexdigest() != sha256_hex or (repr_digest and repr_digest != expected):
-        part.unlink(missing_ok=True)
-        return False
-    part.replace(dest)
-    return True

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core.config import Settings
@@ -36,6 +37,7 @@ from inferq.embedded import (
     redis_server,
     terminate,
 )
+from inferq.nats_users import ADMIN, NatsUsers
 
 
 class DevRefused(Exception):
@@ -204,19 +206,24 @@ def _run(port: int, state: Path, api_key: str | None, backend: str | None,
     servers: list[ServerProcess] = []
     children: list[tuple[str, subprocess.Popen]] = []
     try:
+        # One NATS user per role with only the subjects it uses, fresh passwords each run
+        # (in <state>/nats/nats.conf, 0600; the admin user is for the nats CLI).
+        users = NatsUsers.generate(base.files_bucket)
         nats = nats_server(state / "nats", log_path=state / "logs" / "nats.log",
-                           sync_always=True)
+                           sync_always=True, users=users)
         redis = redis_server(state / "redis", log_path=state / "logs" / "redis.log")
         for server in (nats, redis):
             server.die_with_parent = True
             servers.append(server)  # stopped in `finally` even if it fails to start
             server.start()
+        nats_url = f"nats://127.0.0.1:{nats.port}"
+        _provision_streams(users.settings(replace(base, nats_url=nats_url), ADMIN))
         key = _dev_key(state, api_key)
         pepper = _pepper(state, base.api_key_pepper)
         env = dict(os.environ)
         env.update({
             "INFERQ_API_KEY_PEPPER": pepper,
-            "INFERQ_NATS_URL": f"nats://127.0.0.1:{nats.port}",
+            "INFERQ_NATS_URL": nats_url,
             "INFERQ_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
             "INFERQ_RESULTS_URL": env.get("INFERQ_RESULTS_URL")
             or f"sqlite:///{state / 'results.db'}",
@@ -234,6 +241,7 @@ def _run(port: int, state: Path, api_key: str | None, backend: str | None,
                 env.setdefault("INFERQ_TOKENIZER_PARALLEL", "1")  # no CPU inference to stall
         for role in ("runner", "scheduler", "gateway"):
             role_env = dict(env)
+            role_env.update(users.env(role))
             if role != "gateway":
                 role_env.setdefault("INFERQ_METRICS_PORT", str(free_port()))
             log = open(state / "logs" / f"{role}.log", "ab")
@@ -261,6 +269,18 @@ def _run(port: int, state: Path, api_key: str | None, backend: str | None,
             terminate(proc, grace=30.0)
         for s in reversed(servers):
             s.stop()
+
+
+def _provision_streams(admin: Settings) -> None:
+    """Create the streams as the NATS admin: the roles' users may not."""
+    import asyncio
+
+    from core import bus
+
+    try:
+        asyncio.run(bus.provision(admin))
+    except bus.BusError as exc:
+        raise EmbeddedServerError(f"cannot create the NATS streams: {exc}") from exc
 
 
 def _wait_ready(port: int, children, stop: StopFlag, timeout: float = 180.0) -> bool:

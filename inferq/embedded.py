@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferq.nats_users import NatsUsers
+
 
 class EmbeddedServerError(RuntimeError):
     """A child server could not be found or did not come up."""
@@ -161,27 +163,69 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only (0600, also when the file was
+    there before with wider permissions): it holds passwords or keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files of a server's TLS: its certificate and key, and the CA its clients'
+    certificates must chain to when ``verify_clients`` (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    verify_clients: bool = False
+
+
+def _nats_tls(tls: ServerTls) -> str:
+    lines = [f'  cert_file: "{tls.cert}"', f'  key_file: "{tls.key}"']
+    if tls.ca:
+        lines.append(f'  ca_file: "{tls.ca}"')
+    if tls.verify_clients:
+        lines.append("  verify: true")
+    return "tls {\n" + "\n".join(lines) + "\n}\n"
+
+
 def nats_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                 log_path: Path | None = None, extra: list[str] | None = None,
-                sync_always: bool = False) -> ServerProcess:
+                sync_always: bool = False, users: NatsUsers | None = None,
+                tls: ServerTls | None = None) -> ServerProcess:
     """nats-server with JetStream file storage under ``data_dir``.
 
     ``sync_always`` fsyncs every write (``jetstream.sync_interval: always``): what a PubAck
     promises then survives a machine crash, not only a process crash. Tests leave it off.
+    ``users``: one user per role with its subject permissions (``inferq dev``), none else
+    may connect; the configuration file then holds their passwords and is written 0600.
+    ``tls``: clients must speak TLS (and present a certificate, if it verifies clients).
     """
     port = port or free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats.conf"
     sync = "\n  sync_interval: always" if sync_always else ""
-    conf.write_text(f'max_payload: 8MB\njetstream {{\n  store_dir: "{data_dir / "js"}"{sync}\n}}\n')
+    text = f'max_payload: 8MB\njetstream {{\n  store_dir: "{data_dir / "js"}"{sync}\n}}\n'
+    if users is not None:
+        text += users.authorization()
+    if tls is not None:
+        text += _nats_tls(tls)
+    write_private(conf, text)
     argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-c", str(conf)]
     argv += extra or []
     return ServerProcess("nats-server", argv, host, port, log_path)
 
 
 def redis_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-                 log_path: Path | None = None, persist: bool = True) -> ServerProcess:
-    """redis-server with ``noeviction`` (counters must never be evicted) and AOF when persisting."""
+                 log_path: Path | None = None, persist: bool = True,
+                 acl: list[str] | None = None) -> ServerProcess:
+    """redis-server with ``noeviction`` (counters must never be evicted) and AOF when persisting.
+
+    ``acl``: ``user`` rules (``["default off", "inferq on >pw ~* &* +@all"]``) written to an
+    ACL file (0600, it holds passwords) that replaces the open ``default`` user."""
     port = port or free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -190,4 +234,8 @@ def redis_server(data_dir: Path, port: int | None = None, host: str = "127.0.0.1
         "--save", "", "--appendonly", "yes" if persist else "no",
         "--protected-mode", "no", "--daemonize", "no",
     ]
+    if acl is not None:
+        path = data_dir / "users.acl"
+        write_private(path, "".join(f"user {rule}\n" for rule in acl))
+        argv += ["--aclfile", str(path)]
     return ServerProcess("redis-server", argv, host, port, log_path)

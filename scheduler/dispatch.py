@@ -86,7 +86,11 @@ class Dispatch:
         settle their chunks (those fully settled are acked by the shell)."""
         self.backoff.succeeded()
         record_batch(pipe.name, fb, now)
-        self._held.settle(counts_by_chunk(i.source for i in fb.items).items(), now)
+        counts = counts_by_chunk(i.source for i in fb.items)
+        for key, n in counts.items():  # each tenant's share of served work
+            chunk = self._held[key].chunk
+            metrics.TENANT_ITEMS_BATCHED.labels(pipe.name, chunk.tenant, chunk.priority).inc(n)
+        self._held.settle(counts.items(), now)
 
     def failed(self, pipe: ModelPipe, unsent: list[FormedBatch], exc: BaseException,
                now: float) -> None:

@@ -30,6 +30,8 @@ class HeldChunk:
     trace: str | None = None
     """The job's span for its batches: a child of the chunk's traceparent (NATS header, else
     the chunk body), or None when the chunk came without one."""
+    held_since_ns: int = field(default_factory=time.time_ns)
+    """Wall-clock start of the chunk's batch formation (its span starts here)."""
 
 
 class HeldChunks:

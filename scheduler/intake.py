@@ -15,10 +15,10 @@ import msgspec
 from nats.aio.msg import Msg
 
 from core.tracing import HEADER as TRACEPARENT
-from core.tracing import continue_or_start
+from core.tracing import continue_or_start, exporting, record_span
 from models.tokenize import Encoded
 from scheduler.former import PendingItem
-from scheduler.held import ChunkKey, HeldChunks
+from scheduler.held import ChunkKey, HeldChunk, HeldChunks
 from scheduler.pipes import ModelPipe, ModelPipes
 from schemas.bus import CHUNK_DECODER, Batch, Chunk, FailedItem
 from schemas.errors import ErrorCode
@@ -44,6 +44,20 @@ def trace_for(msg: Msg, chunk: Chunk) -> str | None:
     chunk body); None when it came without one."""
     incoming = (msg.headers or {}).get(TRACEPARENT) or chunk.traceparent
     return continue_or_start(incoming).header() if incoming else None
+
+
+def record_formation(held: HeldChunk) -> None:
+    """The chunk's batch-formation span, from intake to its ack (every item in a published
+    batch), under the span that published the chunk; a no-op unless spans are exported."""
+    if not exporting() or held.trace is None:
+        return
+    chunk = held.chunk
+    record_span("scheduler", "form batches", held.trace,
+                (held.msg.headers or {}).get(TRACEPARENT) or chunk.traceparent,
+                held.held_since_ns, kind="consumer", attributes={
+                    "inferq.job_id": chunk.job_id, "inferq.chunk": chunk.chunk,
+                    "inferq.items": len(chunk.items), "inferq.tenant": chunk.tenant,
+                    "inferq.model": chunk.model, "inferq.priority": chunk.priority})
 
 
 def place(pipe: ModelPipe, chunk: Chunk, key: ChunkKey, encoded: list, trace: str | None, *,

@@ -36,7 +36,7 @@ from scheduler.dispatch import Backoff, Dispatch
 from scheduler.fairshare import FairShare, Lane
 from scheduler.former import queue_delays
 from scheduler.held import HeldChunks
-from scheduler.intake import ChunkIntake, decode_chunk, trace_for
+from scheduler.intake import ChunkIntake, decode_chunk, record_formation, trace_for
 from scheduler.lanes import LaneConsumers
 from scheduler.observer import QueueObserver
 from scheduler.pipes import ModelPipe, ModelPipes
@@ -241,6 +241,7 @@ class Scheduler:
             held = self._held.release(key)
             faults.crash_point("scheduler.before_ack")
             await held.msg.ack()
+            record_formation(held)
 
     async def _heartbeat_held(self) -> None:
         """Tell JetStream we are still working on chunks held longer than a third of AckWait."""

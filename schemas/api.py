@@ -83,6 +83,9 @@ class JobStatusDoc(msgspec.Struct, frozen=True):
     estimated_completion_at: str | None = None
     """When the job should end (RFC 3339) at the runners' measured throughput; None when
     unknown (no measured throughput) or terminal."""
+    parent_job_id: str | None = None
+    """A retry (``POST /v1/jobs/{id}/retry``): the job whose failed items this one re-runs;
+    None otherwise."""
 
 
 class EmbeddingOutput(msgspec.Struct, frozen=True):
@@ -105,6 +108,9 @@ class ResultItem(msgspec.Struct, frozen=True, omit_defaults=True):
     simulated: bool = False
     """True when the simulated device (benchmarks, capacity planning) made the output: no
     model ran and the vector carries no meaning. Absent otherwise."""
+    parent_index: int | None = None
+    """In a retry's results: the item's index in the parent job (``index`` is its place in
+    the retry). Absent otherwise."""
 
 
 class ResultsPage(msgspec.Struct, frozen=True):

@@ -21,6 +21,8 @@ class ErrorCode(enum.StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     FILE_IN_USE = "file_in_use"
     JOB_NOT_TERMINAL = "job_not_terminal"
+    NOTHING_TO_RETRY = "nothing_to_retry"
+    INPUTS_NOT_KEPT = "inputs_not_kept"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     MODEL_NOT_FOUND = "model_not_found"
     PAYLOAD_TOO_LARGE = "payload_too_large"

@@ -28,6 +28,14 @@ class ObjectGone(Exception):
     """The object was deleted or expired while being read."""
 
 
+class StaleMeta(Exception):
+    """A conditional meta write lost a race: the object's meta changed since it was read."""
+
+
+_WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code for a publish whose expected last subject sequence is not."""
+
+
 def _b64(name: str) -> str:
     return base64.urlsafe_b64encode(name.encode()).decode()
 
@@ -66,14 +74,37 @@ class ObjectBucket:
 
     async def info(self, name: str) -> api.ObjectInfo | None:
         """The object's meta, or None when absent, deleted or expired."""
+        got = await self.entry(name)
+        return None if got is None or got[0].deleted else got[0]
+
+    async def entry(self, name: str) -> tuple[api.ObjectInfo, int] | None:
+        """The object's meta (deleted ones too) and its message's stream sequence, which a
+        conditional write (``describe``, ``delete``) names; None when absent or expired."""
         await self.ensure()
         try:
             msg = await self._js.get_msg(self.stream, subject=self._meta_subject(name),
                                          direct=True)
         except jserr.NotFoundError:
             return None
-        info = api.ObjectInfo.from_response(json.loads(msg.data))
-        return None if info.deleted else info
+        return api.ObjectInfo.from_response(json.loads(msg.data)), msg.seq
+
+    async def put(self, name: str, data: bytes, description: str) -> api.ObjectInfo:
+        """Write a whole (small) object at once."""
+        writer = self.writer(name)
+        await writer.write(data)
+        return await writer.commit(description)
+
+    async def describe(self, info: api.ObjectInfo, description: str, *, last_seq: int) -> None:
+        """Replace the object's description, only if its meta is still the message at
+        ``last_seq`` (else :class:`StaleMeta`): read, change, write without lost updates."""
+        await self._publish_meta(info.evolve(description=description), last_seq=last_seq)
+
+    async def alias(self, name: str, target: api.ObjectInfo, description: str) -> None:
+        """Make ``name`` a second name of ``target``'s bytes (no copy): its own meta, the same
+        chunks. The chunks then go only when the stream's age limit takes them or a
+        ``delete`` of ``target`` purges them (which its owner must not do while ``name`` is
+        needed)."""
+        await self._publish_meta(target.evolve(name=name, description=description))
 
     async def read(self, info: api.ObjectInfo) -> AsyncIterator[bytes]:
         """The object's bytes, one chunk message at a time (one direct get each): memory is
@@ -89,23 +120,36 @@ class ObjectBucket:
             yield msg.data or b""
             seq = msg.seq + 1
 
-    async def delete(self, name: str) -> bool:
-        """Mark the object deleted and purge its chunks; False if there was none."""
-        info = await self.info(name)
-        if info is None:
+    async def delete(self, name: str, *, purge: bool = True,
+                     last_seq: int | None = None) -> bool:
+        """Mark the object deleted and, with ``purge``, purge its chunks (without, they stay
+        for the stream's age limit: an ``alias`` still reads them); False if there was none.
+        With ``last_seq``, only if the meta is still that message (else :class:`StaleMeta`)."""
+        got = await self.entry(name)
+        if got is None or got[0].deleted:
             return False
+        info = got[0]
         gone = api.ObjectInfo(name=name, bucket=self.bucket, nuid=info.nuid, size=0,
                               chunks=0, digest="", deleted=True, mtime="")
-        await self._publish_meta(gone)
-        await self._js.purge_stream(self.stream, subject=f"$O.{self.bucket}.C.{info.nuid}")
+        await self._publish_meta(gone, last_seq=last_seq)
+        if purge:
+            await self._js.purge_stream(self.stream, subject=f"$O.{self.bucket}.C.{info.nuid}")
         return True
 
     def _meta_subject(self, name: str) -> str:
         return f"$O.{self.bucket}.M.{_b64(name)}"
 
-    async def _publish_meta(self, info: api.ObjectInfo) -> None:
-        await self._js.publish(self._meta_subject(info.name), json.dumps(info.as_dict()).encode(),
-                               headers={api.Header.ROLLUP: "sub"})
+    async def _publish_meta(self, info: api.ObjectInfo, *, last_seq: int | None = None) -> None:
+        headers = {api.Header.ROLLUP: "sub"}
+        if last_seq is not None:
+            headers[api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(last_seq)
+        try:
+            await self._js.publish(self._meta_subject(info.name),
+                                   json.dumps(info.as_dict()).encode(), headers=headers)
+        except jserr.BadRequestError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise StaleMeta(info.name) from None
+            raise
 
 
 class ObjectWriter:

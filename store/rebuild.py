@@ -17,7 +17,8 @@ def job_fields(job: JobRecord) -> JobFields:
     """The cache's view of a durable job record: its immutable fields."""
     return JobFields(tenant=job.tenant, model=job.model, version=job.model_version,
                      priority=Priority(job.priority), total=job.total, created_at=job.created_at,
-                     expires_at=job.expires_at, deadline=job.deadline)
+                     expires_at=job.expires_at, deadline=job.deadline,
+                     parent_job_id=job.parent_job_id)
 
 
 def terminal_record(job: JobRecord) -> TerminalRecord | None:

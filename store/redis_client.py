@@ -4,10 +4,14 @@ sockets, so a Redis that went away surfaces as ``CacheUnavailable`` instead of a
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+
+from core.config import Settings
+from core.tls import TlsConfigError, TlsFiles
 
 SOCKET_TIMEOUT_S = 5.0
 
@@ -36,11 +40,39 @@ class TimedWriteConnection(aioredis.Connection):
             raise rexc.TimeoutError("Timeout writing to socket") from None
 
 
-def open_redis(url: str) -> aioredis.Redis:
-    """A client for ``url``; connects lazily on first use."""
+def open_redis(url: str, *, username: str | None = None, password: str | None = None,
+               tls: TlsFiles | None = None) -> aioredis.Redis:
+    """A client for ``url``; connects lazily on first use.
+
+    ``username``/``password`` (a Redis ACL user) override the URL's. TLS is the URL's choice
+    (``rediss://``), verifying the server's certificate and name against ``tls.ca`` (else
+    the system's trust store); ``tls`` files with a plain ``redis://`` URL are refused, so a
+    connection meant to be encrypted never silently is not."""
+    options: dict = {}
+    if username:
+        options["username"] = username
+    if password:
+        options["password"] = password
+    tls = tls or TlsFiles()
+    if url.startswith("rediss://"):
+        tls.context()  # fail now, naming the files, if they are unusable
+        options.update(ssl_cert_reqs="required", ssl_check_hostname=True,
+                       ssl_ca_certs=tls.ca, ssl_certfile=tls.cert, ssl_keyfile=tls.key,
+                       ssl_min_version=ssl.TLSVersion.TLSv1_2)
+    elif tls.enabled:
+        raise TlsConfigError(f"Redis TLS files are set but the URL is not rediss:// "
+                             f"({url.split('@')[-1]})")
     pool = aioredis.ConnectionPool.from_url(
         url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=2,
-        health_check_interval=10)
+        health_check_interval=10, **options)
     if pool.connection_class is aioredis.Connection:  # not unix:// or rediss://
         pool.connection_class = TimedWriteConnection
     return aioredis.Redis.from_pool(pool)
+
+
+def open_configured_redis(settings: Settings) -> aioredis.Redis:
+    """The client of ``settings``: its URL, ACL user and TLS files."""
+    return open_redis(settings.redis_url, username=settings.redis_username,
+                      password=settings.redis_password,
+                      tls=TlsFiles(settings.redis_tls_ca, settings.redis_tls_cert,
+                                   settings.redis_tls_key))

@@ -88,11 +88,20 @@ SERVICE: list[tuple[str, list[Panel | Text]]] = [
         Panel("Item latency, submit to counted", tuple(
             (q(p, "inferq_item_latency_seconds", "model"), f"{{{{model}}}} p{round(p * 100)}")
             for p in (0.5, 0.95, 0.99)), unit="s"),
-        Text("Tenant share against weight", (
-            "**Not drawn: no metric carries the tenant.** A tenant's share of throughput "
-            "against its fair-share weight needs a per-tenant counter of items finished (or "
-            "batched) and a gauge of each tenant's weight; `core/metrics.py` has neither "
-            "(deploy/prometheus/README.md).")),
+        Panel("Tenant share of batched items against its weight", (
+            (f"sum by (tenant) (rate(inferq_tenant_items_batched_total{{{M}}}[{RI}])) / "
+             f"scalar(sum (rate(inferq_tenant_items_batched_total{{{M}}}[{RI}])))",
+             "{{tenant}} share"),
+            ("max by (tenant) (inferq_tenant_weight) / "
+             "scalar(sum (max by (tenant) (inferq_tenant_weight)))", "{{tenant}} weight"),),
+              unit="percentunit", extra={"min": 0, "max": 1},
+              description="Each tenant's share of the items the schedulers put in batches, "
+              "against its weight's share. Fair share holds among tenants with queued work: "
+              "an idle tenant's share goes to the others. Interactive lanes count "
+              "INFERQ_INTERACTIVE_MULTIPLIER times their tenant's weight."),
+        Panel("Items batched per tenant", (
+            (f"sum by (tenant, priority) (rate(inferq_tenant_items_batched_total{{{M}}}"
+             f"[{RI}]))", "{{tenant}} {{priority}}"),), unit="ops"),
     ]),
     ("Runners and batches", [
         Panel("Runner busy ratio", (
@@ -149,6 +158,21 @@ SERVICE: list[tuple[str, list[Panel | Text]]] = [
               unit="ops", description="Polls that missed Redis (expired or lost keys)."),
         Panel("Targets up", (('sum by (service) (up{job="inferq"})', "{{service}}"),),
               description="Scraped processes per role. Alert InferqTargetDown."),
+    ]),
+    ("Dependencies and durability", [
+        Panel("Dependency up, per role", (
+            ("min by (role, dependency) (inferq_dependency_up)", "{{role}} → {{dependency}}"),),
+              extra={"min": 0, "max": 1},
+              description="1: every process of the role reaches it (NATS connected, Redis "
+              "PING, a result-store query, every INFERQ_DEPENDENCY_CHECK_S). Alert "
+              "InferqDependencyDown after 2 min at 0."),
+        Panel("NATS JetStream: fsync every write", (
+            ("max by (server) (inferq_jetstream_sync_always)", "{{server}} sync always"),
+            ("max by (server) (inferq_jetstream_sync_interval_seconds)",
+             "{{server}} interval (s)"),),
+              description="From each server's /varz, read by schedulers with "
+              "INFERQ_NATS_MONITOR_URL. Alerts InferqJetStreamSyncNotAlways (0 here) and "
+              "InferqJetStreamSyncUnknown (no series)."),
     ]),
 ]
 

@@ -35,8 +35,22 @@ variable "models_volume" {
   description = "Host volume holding the model repository (the scheduler tokenizes)."
 }
 
+variable "nats_tls" {
+  type        = bool
+  default     = false
+  description = "NATS requires TLS (nats.nomad.hcl var.nats_tls): verify it with inferq/tls ca_pem."
+}
+
+variable "redis_tls" {
+  type        = bool
+  default     = false
+  description = "Redis requires TLS (redis.nomad.hcl var.redis_tls): rediss://, verified with inferq/tls ca_pem."
+}
+
 locals {
-  nats_url = join(",", [for h in var.nats_hosts : "nats://inferq:{{ .nats_password }}@${h}:4222"])
+  # No credentials in URLs: the role's NATS user and the Redis ACL user come as settings.
+  nats_url  = join(",", [for h in var.nats_hosts : "nats://${h}:4222"])
+  redis_url = "${var.redis_tls ? "rediss" : "redis"}://${var.redis_addr}/0"
 }
 
 job "inferq-scheduler" {
@@ -159,9 +173,25 @@ job "inferq-scheduler" {
         data        = <<-EOT
           {{ with nomadVar "inferq/secrets" -}}
           INFERQ_NATS_URL=${local.nats_url}
-          INFERQ_REDIS_URL=redis://:{{ .redis_password }}@${var.redis_addr}/0
+          INFERQ_NATS_USER=scheduler
+          INFERQ_NATS_PASSWORD={{ .nats_scheduler_password }}
+          INFERQ_REDIS_URL=${local.redis_url}
+          INFERQ_REDIS_USERNAME=inferq
+          INFERQ_REDIS_PASSWORD={{ .redis_password }}
+          %{ if var.nats_tls }INFERQ_NATS_TLS_CA=/secrets/ca.pem%{ endif }
+          %{ if var.redis_tls }INFERQ_REDIS_TLS_CA=/secrets/ca.pem%{ endif }
           {{- end }}
         EOT
+      }
+
+      # The CA that signed the NATS and Redis certificates (var.nats_tls, var.redis_tls).
+      dynamic "template" {
+        for_each = var.nats_tls || var.redis_tls ? ["ca.pem"] : []
+        content {
+          destination = "secrets/${template.value}"
+          change_mode = "restart"
+          data        = "{{ with nomadVar \"inferq/tls\" }}{{ .ca_pem }}{{ end }}"
+        }
       }
 
       # Tenant weights drive fair share; they are read at start.

@@ -7,14 +7,26 @@
 # The tenants file is a separate variable (it changes more often):
 #
 #   nomad var put inferq/tenants tenants_toml=@tenants.toml
+#
+# With TLS (var.nats_tls, var.redis_tls), the certificates are a third variable, PEM files:
+#
+#   nomad var put inferq/tls ca_pem=@ca.pem nats_cert_pem=@nats.pem nats_key_pem=@nats-key.pem \
+#     redis_cert_pem=@redis.pem redis_key_pem=@redis-key.pem
 
 path = "inferq/secrets"
 
 items {
-  # NATS clients authenticate as user "inferq" (nats.nomad.hcl renders the server side).
-  nats_password = "CHANGE-ME-hex"
+  # One NATS user per role, each allowed only its own subjects (nats.nomad.hcl renders the
+  # server side; SECURITY.md says what each may do). admin creates the streams
+  # (inferq-migrate.nomad.hcl: inferq bus provision) and is the operator's user for the nats
+  # CLI; route authenticates the NATS servers to each other.
+  nats_gateway_password   = "CHANGE-ME-hex"
+  nats_scheduler_password = "CHANGE-ME-hex"
+  nats_runner_password    = "CHANGE-ME-hex"
+  nats_admin_password     = "CHANGE-ME-hex"
+  nats_route_password     = "CHANGE-ME-hex"
 
-  # Redis requirepass (redis.nomad.hcl) and the password in every INFERQ_REDIS_URL.
+  # The Redis ACL user "inferq" (redis.nomad.hcl; the default user is off).
   redis_password = "CHANGE-ME-hex"
 
   # The production result store: Cassandra, replication factor 3 in the local datacenter,

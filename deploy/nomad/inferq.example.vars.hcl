@@ -22,6 +22,11 @@ inferq_gpu_image = "registry.example.internal/inferq-gpu:0.1.0"
 nats_hosts          = ["10.0.1.11", "10.0.1.12", "10.0.1.13"]
 nats_max_file_store = "200GB"
 
+# TLS to NATS (clients and routes) and to Redis, with certificates from the Nomad variable
+# inferq/tls (see inferq-secrets.example.nv.hcl). Off: run them on a private network.
+nats_tls  = false
+redis_tls = false
+
 # Redis: host:port, on the host that has the redis-data volume.
 redis_addr        = "10.0.1.21:6379"
 redis_memory_mb   = 8192

@@ -8,7 +8,13 @@
 #   increment acknowledged to a runner (which then acks NATS) must not vanish in a power loss,
 #   or that job could never reach its terminal state. `everysec` trades up to a second of
 #   such risk for write latency; choose it knowingly (var.redis_appendfsync).
-# - a password (requirepass) from the Nomad variable inferq/secrets.
+# - ACL users: `default` is off, and inferq connects as `inferq` (password from the Nomad variable
+#   inferq/secrets), which may touch only inferq's keys (`inferq:*`), no pub/sub channel, and no
+#   @dangerous command (FLUSHALL, KEYS, DEBUG, CONFIG SET, MONITOR, ...) except CONFIG GET,
+#   which inferq's start-up check of maxmemory-policy reads (tests/store/test_redis_tls.py runs
+#   the whole flow under exactly this rule and finds nothing refused in ACL LOG);
+# - TLS (var.redis_tls): only TLS connections, with the certificate from the Nomad variable
+#   inferq/tls (items ca_pem, redis_cert_pem, redis_key_pem).
 # One instance, pinned to the host of var.redis_addr where its host volume lives. (Redis is a
 # cache in inferq's design: statuses are rebuilt from the result store when keys are missing.)
 #
@@ -47,6 +53,12 @@ variable "redis_appendfsync" {
     condition     = contains(["always", "everysec"], var.redis_appendfsync)
     error_message = "appendfsync is always (default) or everysec."
   }
+}
+
+variable "redis_tls" {
+  type        = bool
+  default     = false
+  description = "Accept TLS connections only (clients use rediss:// and inferq/tls ca_pem)."
 }
 
 variable "service_provider" {
@@ -129,9 +141,20 @@ job "inferq-redis" {
         change_mode = "restart"
         data        = <<-EOT
           bind 0.0.0.0
+          %{ if var.redis_tls }
+          port 0
+          tls-port 6379
+          tls-cert-file /secrets/redis.pem
+          tls-key-file /secrets/redis-key.pem
+          tls-ca-cert-file /secrets/ca.pem
+          # Clients prove themselves with the ACL password; set yes to require certificates.
+          tls-auth-clients no
+          %{ else }
           port 6379
+          %{ endif }
           protected-mode yes
-          requirepass {{ with nomadVar "inferq/secrets" }}{{ .redis_password }}{{ end }}
+          user default off
+          user inferq on >{{ with nomadVar "inferq/secrets" }}{{ .redis_password }}{{ end }} ~inferq:* resetchannels +@all -@dangerous +config|get
           dir /data
           maxmemory ${floor(var.redis_memory_mb * 3 / 4)}mb
           maxmemory-policy noeviction
@@ -140,6 +163,20 @@ job "inferq-redis" {
           aof-use-rdb-preamble yes
           save ""
         EOT
+      }
+
+      dynamic "template" {
+        for_each = var.redis_tls ? {
+          "ca.pem"        = "ca_pem"
+          "redis.pem"     = "redis_cert_pem"
+          "redis-key.pem" = "redis_key_pem"
+        } : {}
+        content {
+          destination = "secrets/${template.key}"
+          change_mode = "restart"
+          perms       = "0644"
+          data        = "{{ with nomadVar \"inferq/tls\" }}{{ .${template.value} }}{{ end }}"
+        }
       }
 
       # Redis fsyncs the AOF and exits on SIGTERM.

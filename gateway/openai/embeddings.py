@@ -28,8 +28,8 @@ from store.runners import RunnerRegistry
 MAX_INPUTS = 2048
 """Inputs per request: OpenAI's own limit (the native API takes up to max_items_per_job)."""
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.1
-# Item errors that the input caused (a 400); any other failure is the service's (retryable).
-_INPUT_ERRORS = {ErrorCode.EMPTY_TEXT, ErrorCode.INVALID_TEXT}
+INPUT_ERRORS = {ErrorCode.EMPTY_TEXT, ErrorCode.INVALID_TEXT}
+"""Item errors that the input caused (a 400); any other failure is the service's (retryable)."""
 
 
 def texts_of(req: EmbeddingsRequest, max_inputs: int, max_chars: int) -> list[str]:
@@ -61,6 +61,15 @@ def texts_of(req: EmbeddingsRequest, max_inputs: int, max_chars: int) -> list[st
     return texts  # type: ignore[return-value]  # every element checked above
 
 
+def check_dimensions(req: EmbeddingsRequest, model: str, version: int, dim: int) -> None:
+    """400 ``unsupported_parameter`` unless ``dimensions`` is absent or the model's own."""
+    if req.dimensions is not None and req.dimensions != dim:
+        raise UnsupportedParameter(
+            f"`dimensions` {req.dimensions} is not supported: {model}@{version} returns "
+            f"{dim}-dimensional vectors only (omit `dimensions` or send {dim})",
+            errors=[FieldError("/dimensions", f"only {dim}")])
+
+
 def encode_vector(vector: list[float], fmt: str) -> list[float] | str:
     """The vector as the client asked: floats, or base64 of little-endian float32 (the
     runner's own precision, so both forms carry the same numbers)."""
@@ -83,12 +92,7 @@ class EmbeddingsCall:
         texts = texts_of(req, min(MAX_INPUTS, svc.settings.max_items_per_job),
                          svc.settings.max_text_chars)
         model, version = svc.submitter.resolve_model(req.model)
-        dim = svc.repo.config(model, version).output_dim
-        if req.dimensions is not None and req.dimensions != dim:
-            raise UnsupportedParameter(
-                f"`dimensions` {req.dimensions} is not supported: {model}@{version} returns "
-                f"{dim}-dimensional vectors only (omit `dimensions` or send {dim})",
-                errors=[FieldError("/dimensions", f"only {dim}")])
+        check_dimensions(req, model, version, svc.repo.config(model, version).output_dim)
         if not await self._runners.count(model, version):
             # A synchronous caller would only wait out openai_wait_s: say so now.
             raise E.Unavailable(f"no runner serves {model}@{version} right now; retry shortly",
@@ -136,7 +140,7 @@ def _item_failure(snap: JobStatusSnapshot, item: ResultItem) -> E.ApiError:
     deadline is the timeout; anything else is the service's, retryable."""
     code = item.error.code if item.error else ErrorCode.INTERNAL_ERROR
     message = item.error.message if item.error else "no result"
-    if code in _INPUT_ERRORS:
+    if code in INPUT_ERRORS:
         return E.InvalidRequest(f"input {item.index}: {message}",
                                 errors=[FieldError(f"/input/{item.index}", code)])
     if code == ErrorCode.DEADLINE_EXCEEDED:

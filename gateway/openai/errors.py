@@ -46,7 +46,8 @@ class UnsupportedParameter(E.InvalidRequest):
 
 
 class NotOffered(E.ApiError):
-    """404: a part of the OpenAI API this server does not offer (the Batch API, files)."""
+    """404: a part of the OpenAI API this server does not offer (uploads, listing or deleting
+    files)."""
 
     status_code, code, title = 404, NOT_OFFERED, "Not offered"  # type: ignore[assignment]
 

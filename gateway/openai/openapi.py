@@ -1,7 +1,9 @@
 """What the OpenAPI document says about ``/openai/v1`` that Litestar cannot derive from the
 types: the embeddings body with every limit the server enforces, the served model names and
-their dimensions (read from the repository when the document is first built). Exact both
-ways, like the native routes' (gateway/openapi.py): the schema-driven fuzzer holds us to it.
+their dimensions (read from the repository when the document is first built), the batch body
+with the values offered, and the multipart upload (read raw, gateway/openai/files.py). Exact
+both ways, like the native routes' (gateway/openapi.py): the schema-driven fuzzer holds us to
+it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from core.config import Settings
+from gateway.openai.batches import COMPLETION_WINDOWS
+from gateway.openai.batchfile import ENDPOINT
 from gateway.openai.embeddings import MAX_INPUTS
 from models.repository import ModelRepository
 
@@ -46,7 +50,51 @@ def embeddings_request_schema(settings: Settings, repo: ModelRepository) -> dict
     }
 
 
+def batch_request_schema() -> dict[str, Any]:
+    """BatchCreateRequest as the gateway checks it."""
+    return {
+        "type": "object", "additionalProperties": False, "title": "BatchCreateRequest",
+        "required": ["input_file_id", "endpoint", "completion_window"],
+        "description": "OpenAI's batch request. Unknown members (`output_expires_after`) are "
+                       "refused (400).",
+        "properties": {
+            "input_file_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                              "description": "A file from POST /openai/v1/files (404 "
+                                             "`file_not_found` if unknown)"},
+            "endpoint": {"type": "string", "enum": [ENDPOINT]},
+            "completion_window": {"type": "string", "enum": list(COMPLETION_WINDOWS),
+                                  "description": "The native job's deadline: requests not "
+                                                 "run by then fail `batch_expired`"},
+            "metadata": {"anyOf": [{"type": "object", "maxProperties": 16,
+                                    "propertyNames": {"maxLength": 64},
+                                    "additionalProperties": {"type": "string",
+                                                             "maxLength": 512}},
+                                   {"type": "null"}]},
+        },
+    }
+
+
+def upload_body() -> dict[str, Any]:
+    """``POST /openai/v1/files``: what the official client's ``files.create`` sends."""
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "purpose"], "additionalProperties": False,
+        "properties": {
+            "file": {"type": "string", "format": "binary", "contentMediaType": "application/jsonl",
+                     "description": "JSON Lines: `{custom_id, method: \"POST\", url: "
+                                    "\"/v1/embeddings\", body}` a line, one model a file"},
+            "purpose": {"type": "string", "enum": ["batch"]},
+        }}}}}
+
+
 def finish(doc: dict[str, Any], settings: Settings, repo: ModelRepository) -> None:
     """Complete Litestar's document in place for the ``/openai/v1`` routes."""
-    doc["components"].setdefault("schemas", {})["EmbeddingsRequest"] = \
-        embeddings_request_schema(settings, repo)
+    schemas = doc["components"].setdefault("schemas", {})
+    schemas["EmbeddingsRequest"] = embeddings_request_schema(settings, repo)
+    schemas["BatchCreateRequest"] = batch_request_schema()
+    if upload := doc["paths"].get("/openai/v1/files", {}).get("post"):
+        upload["requestBody"] = upload_body()
+    for path, ops in doc["paths"].items():
+        for op in ops.values() if path.startswith("/openai/") else ():
+            if op.get("summary", "").startswith("Not offered"):  # a 404, always
+                for status in [s for s in op["responses"] if s.startswith("2")]:
+                    del op["responses"][status]

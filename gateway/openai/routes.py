@@ -2,8 +2,9 @@
 shape, so the native routes keep problem+json. Authentication is the native guard (the same
 keys); admission is the native one (the same rate limits, quotas and backlog limits).
 
-Not offered, answered with a 404 in OpenAI's shape (``code: not_offered``): the Batch API
-(``/files``, ``/batches``) and every other OpenAI route (``code: unknown_url``).
+The Batch API (``/files``, ``/batches``) is gateway/openai/batchroutes.py. Not offered,
+answered with a 404 in OpenAI's shape: ``/uploads`` and listing or deleting files
+(``code: not_offered``), every other OpenAI route (``code: unknown_url``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath
 
 from gateway import errors as E
+from gateway.openai.batchroutes import BATCH_ROUTES
 from gateway.openai.embeddings import EmbeddingsCall
 from gateway.openai.errors import NotOffered, openai_error_response
+from gateway.openai.methods import other_methods
 from gateway.routes import WITH_AUTH, caller, services
 from gateway.services import GatewayServices
 from schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ErrorResponse, Model, ModelList
 
 PREFIX = "/openai/v1"
-_NOT_OFFERED = ("files", "batches", "uploads")
+_NOT_OFFERED = ("uploads",)
 _DESCRIPTIONS = {
     400: "`invalid_request` (a malformed body, an empty or token-id `input`) or "
          "`unsupported_parameter` (`dimensions` other than the model's)",
@@ -102,27 +105,10 @@ async def not_offered(request: Request, rest: FromPath[str]) -> None:
     first = rest.strip("/").split("/", 1)[0]
     if first in _NOT_OFFERED:
         raise NotOffered(
-            f"the OpenAI {first} API is not offered by this server: the Batch API (files, "
-            "batches) is not implemented; for large batches use the native API (POST /v1/jobs, "
-            "then GET /v1/jobs/{job_id}/results.jsonl)")
+            f"the OpenAI {first} API is not offered by this server: upload a batch file in "
+            "one request (POST /openai/v1/files, up to INFERQ_MAX_FILE_BYTES)")
     raise E.RouteNotFound(f"Invalid URL ({request.method} {request.url.path}): this server "
-                          "offers POST /openai/v1/embeddings and GET /openai/v1/models only")
-
-
-def _other_methods(path: str, allowed: set[HttpMethod]):
-    """A 405 with ``Allow`` (and OPTIONS: 204) for the methods a path lacks, answered by this
-    router so it is in OpenAI's shape too."""
-    allow = ", ".join(sorted({*allowed, HttpMethod.OPTIONS}))
-    methods = [m for m in HttpMethod if m not in allowed]
-
-    async def handler(request: Request) -> Response[None]:
-        if request.method == HttpMethod.OPTIONS:
-            return Response(None, status_code=204, headers={"Allow": allow})
-        raise E.MethodNotAllowed(f"{request.method} is not allowed here; use {allow}",
-                                 headers={"Allow": allow})
-
-    return route(path, http_method=methods, include_in_schema=False,
-                 name=f"openai other methods {path}")(handler)
+                          "offers /openai/v1/embeddings, /models, /files and /batches only")
 
 
 OPENAI_ROUTER = Router(
@@ -130,10 +116,10 @@ OPENAI_ROUTER = Router(
     # The OPTIONS/405 handlers first: a path's first handler decides whether Litestar adds
     # an OPTIONS handler of its own (which would clash with theirs).
     route_handlers=[
-        _other_methods("/embeddings", {HttpMethod.POST}),
-        _other_methods("/models", {HttpMethod.GET}),
-        _other_methods("/models/{model:str}", {HttpMethod.GET}),
-        create_embeddings, list_models, get_model, not_offered,
+        other_methods("/embeddings", {HttpMethod.POST}),
+        other_methods("/models", {HttpMethod.GET}),
+        other_methods("/models/{model:str}", {HttpMethod.GET}),
+        *BATCH_ROUTES, create_embeddings, list_models, get_model, not_offered,
     ],
     exception_handlers={Exception: openai_error_response, HTTPException: openai_error_response},
     tags=["OpenAI-compatible"],

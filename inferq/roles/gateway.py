@@ -7,6 +7,7 @@ import socket
 
 import uvicorn
 
+from core import otel
 from core.config import Settings
 from gateway.app import create_app
 from gateway.server import server_config
@@ -20,9 +21,11 @@ class GatewayRole:
         self._sock = sock
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
+        self._otel = False
 
     async def start(self) -> None:
         """Serve until ``stop()``; returns once the listener is up (raises if start-up fails)."""
+        self._otel = otel.install(self.settings)  # spans exported only with otlp_endpoint
         app = create_app(self.settings)
         config = server_config(app, self.settings)  # hostile-client limits included
         self._server = uvicorn.Server(config)
@@ -42,3 +45,6 @@ class GatewayRole:
         if server is not None and task is not None:
             server.should_exit = True
             await task
+        if self._otel:
+            self._otel = False
+            await otel.release()

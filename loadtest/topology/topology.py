@@ -136,6 +136,8 @@ class Topology:
             tenants_file=str(tenants), http_host="127.0.0.1", backend=spec.backend,
             backend_threads=spec.backend_threads, stream_replicas=spec.nats_nodes,
             sim_batch_ms=spec.sim_batch_ms, sim_token_us=spec.sim_token_us)
+        if self.nats_cluster is not None:  # the schedulers export each node's sync setting
+            settings["nats_monitor_url"] = ",".join(n.monitor for n in self.nats_cluster.nodes)
         settings.update(self.overrides)
         self.settings = Settings(**settings)
         if spec.results == "cassandra":

@@ -13,7 +13,7 @@ non-marker fields, O(1) however many items the job has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from store.jobstate.restore import plan_restore
 from store.jobstate.snapshot import JobStatusSnapshot
 from store.markers import decode_marker, marker_field, marker_index, result_marker
 from store.redis_errors import CacheMiss, redis_errors
+from store.redis_pipe import PipelinedReads
+from store.usage import USAGE_PREFIX, ItemUsage, day_of
 from store.webhooks import DUE_KEY, SUBSCRIPTION_PREFIX
 
 _SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
@@ -50,6 +52,10 @@ _SCRIPTS = ("create_job", "mark_running", "record_results", "fail_remaining",
 # "store" a namespace package there under an editable install, and resources would look in it.
 _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 _LUA = {name: (_LUA_DIR / f"{name}.lua").read_text() for name in _SCRIPTS}
+# The scripts that count also add to the tenant's usage (store/usage.py): one helper, shared.
+for _name in ("record_results", "fail_remaining"):
+    _LUA[_name] = (_LUA_DIR / "usage.lua").read_text() + _LUA[_name]
+_NO_USAGE = ItemUsage(0, 0)
 
 
 class JobStateCache:
@@ -61,15 +67,17 @@ class JobStateCache:
 
     def __init__(self, redis: Redis, *, key_prefix: str = "inferq:job:",
                  backlog_key: str = "inferq:backlog", live_key: str = "inferq:live",
-                 webhook_prefix: str = SUBSCRIPTION_PREFIX, webhook_due_key: str = DUE_KEY
-                 ) -> None:
+                 webhook_prefix: str = SUBSCRIPTION_PREFIX, webhook_due_key: str = DUE_KEY,
+                 usage_prefix: str = USAGE_PREFIX, reads: PipelinedReads | None = None) -> None:
         self._redis = redis
+        self._reads = reads  # status reads on one pipelined connection (store/redis_pipe.py)
         self._prefix = key_prefix
         self._backlog_key = backlog_key
         self._live_key = live_key
         # A job that ends goes on the webhook due set in the same script (store/webhooks.py).
         self._webhook_prefix = webhook_prefix
         self._webhook_due_key = webhook_due_key
+        self._usage_prefix = usage_prefix
         self._scripts = {name: redis.register_script(lua) for name, lua in _LUA.items()}
 
     def key(self, job_id: str) -> str:
@@ -91,13 +99,19 @@ class JobStateCache:
         return JobStatus(text(reply))
 
     async def record_results(
-        self, job_id: str, results: Iterable[tuple[int, ItemStatus | str]], now: float
+        self, job_id: str, results: Iterable[tuple[int, ItemStatus | str]], now: float,
+        usage: Mapping[int, ItemUsage] | None = None,
     ) -> RecordOutcome:
         """Count each item's result once; ``results`` pairs an index with a terminal
-        :class:`ItemStatus` (or its marker, ``"s"`` or ``"f"``)."""
-        args = [ts(now)]
+        :class:`ItemStatus` (or its marker, ``"s"`` or ``"f"``). The tenant's usage of the
+        day (:mod:`store.usage`) gets the items counted now, with their ``usage`` by index
+        (input tokens, inference time) where given, and the job's end if this call ends it."""
+        args = [ts(now), day_of(now), self._usage_prefix]
+        usage = usage or {}
         for index, result in results:
-            args += (index_arg(index), result_marker(result).value)
+            cost = usage.get(index, _NO_USAGE)
+            args += (index_arg(index), result_marker(result).value, str(int(cost.input_tokens)),
+                     str(int(cost.inference_us)))
         reply = await self._run("record_results", job_id, args)
         if reply is None:
             raise CacheMiss(job_id)
@@ -106,8 +120,10 @@ class JobStateCache:
 
     async def fail_remaining(self, job_id: str, code: str, message: str, now: float) -> FailOutcome:
         """Job-level failure: every item not yet done fails; the job ends ``failed`` with
-        ``error {code, message}`` (its outcome by ``schemas.states.job_failure_outcome``)."""
-        reply = await self._run("fail_remaining", job_id, [ts(now), code, message])
+        ``error {code, message}`` (its outcome by ``schemas.states.job_failure_outcome``).
+        The tenant's usage of the day gets the items failed now and one failed job."""
+        reply = await self._run("fail_remaining", job_id,
+                                [ts(now), code, message, day_of(now), self._usage_prefix])
         if reply is None:
             raise CacheMiss(job_id)
         status, ended, newly, became = reply
@@ -138,8 +154,16 @@ class JobStateCache:
     async def get_status(self, job_id: str) -> JobStatusSnapshot | None:
         """The job's snapshot from one HMGET of its non-marker fields; None if not cached."""
         with redis_errors("get_status"):
-            values = await self._redis.hmget(self.key(job_id), STATUS_FIELDS)
+            if self._reads is not None:
+                values = await self._reads.hmget(self.key(job_id), STATUS_FIELDS)
+            else:
+                values = await self._redis.hmget(self.key(job_id), STATUS_FIELDS)
         return read_snapshot(job_id, values)
+
+    async def close_reads(self) -> None:
+        """Close the pipelined read connection, if any (the redis client is the caller's)."""
+        if self._reads is not None:
+            await self._reads.close()
 
     async def backlog(self) -> Backlog:
         """Items accepted but not yet terminal, per (model, priority) and per tenant.

@@ -15,8 +15,9 @@ from store.markers import Marker, marker_field
 
 STATUS_FIELDS = ("tenant", "model", "version", "priority", "total", "created_at", "expires_at",
                  "deadline", "status", "outcome", "started_at", "finished_at", "error_code",
-                 "error_message", "succeeded", "failed", "running", "rev")
-"""Everything but the markers: what one status read fetches, in this order."""
+                 "error_message", "succeeded", "failed", "running", "rev", "parent")
+"""Everything but the markers: what one status read fetches, in this order. ``parent`` is
+written only for a retry (absent reads as no parent)."""
 
 
 def hash_fields(
@@ -35,6 +36,8 @@ def hash_fields(
         "error_message": error.message if error else "", "succeeded": str(succeeded),
         "failed": str(failed), "running": "0", "rev": str(rev),
     }
+    if fields.parent_job_id:
+        pairs["parent"] = fields.parent_job_id
     return [x for pair in pairs.items() for x in pair]
 
 
@@ -63,7 +66,7 @@ def read_snapshot(job_id: str, values: list[bytes | str | None]) -> JobStatusSna
         outcome=outcome(v["outcome"]), started_at=_float_or_none(v["started_at"]),
         finished_at=_float_or_none(v["finished_at"]), error=error,
         succeeded=int(v["succeeded"]), failed=int(v["failed"]), running=int(v["running"]),
-        rev=int(v["rev"]),
+        rev=int(v["rev"]), parent_job_id=v["parent"] or None,
     )
 
 

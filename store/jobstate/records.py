@@ -19,6 +19,8 @@ class JobFields(msgspec.Struct, frozen=True):
     created_at: float
     expires_at: float
     deadline: float | None = None
+    parent_job_id: str | None = None
+    """A retry's parent job (its status document names it)."""
 
 
 class TerminalRecord(msgspec.Struct, frozen=True):

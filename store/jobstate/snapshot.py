@@ -37,6 +37,8 @@ class JobStatusSnapshot(msgspec.Struct, frozen=True):
     """Set by the gateway's queue view (gateway/queue.py), not stored in Redis."""
     estimated_completion_at: float | None = None
     """Set with ``queue_position``: when the job should end, epoch seconds."""
+    parent_job_id: str | None = None
+    """A retry's parent job (the ``parent`` field of the hash)."""
 
     @property
     def pending(self) -> int:
@@ -64,6 +66,7 @@ class JobStatusSnapshot(msgspec.Struct, frozen=True):
             finished_at=_iso_or_none(self.finished_at), expires_at=_iso(self.expires_at),
             error=self.error, queue_position=self.queue_position,
             estimated_completion_at=_iso_or_none(self.estimated_completion_at),
+            parent_job_id=self.parent_job_id,
         )
 
 

@@ -1,7 +1,8 @@
 -- Job-level failure (cancel, deadline exceeded, model unavailable): every item without an
 -- 's'/'f' marker gets 'f' and is counted failed; the job ends 'failed' with the error, its
 -- outcome 'partial' when some items had succeeded, else 'all_failed'. A terminal job is never
--- changed.
+-- changed. The tenant's usage of the day (usage.lua) gets the newly failed items and one
+-- failed job.
 --
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: newly failed items leave it
@@ -10,6 +11,7 @@
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  error code
 -- ARGV[3]  error message
+-- ARGV[4]  the UTC day of now (YYYY-MM-DD); ARGV[5] the usage key prefix (store/usage.py)
 -- Returns {status, outcome, {newly failed indexes}, became_terminal (0|1)}, or false when the
 -- hash is missing (the caller restores and retries).
 local key = KEYS[1]
@@ -48,8 +50,8 @@ if #pairs_ > 0 then
   redis.call('HSET', key, unpack(pairs_))
 end
 failed = failed + #newly
+local j = redis.call('HMGET', key, 'model', 'priority', 'tenant', 'expires_at')
 if #newly > 0 then
-  local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
   redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], -#newly)
   redis.call('HINCRBY', KEYS[2], 't:' .. j[3], -#newly)
 end
@@ -60,6 +62,8 @@ redis.call('HSET', key, 'status', 'failed', 'outcome', outcome, 'finished_at', A
 redis.call('HINCRBY', key, 'rev', 1)
 redis.call('ZREM', KEYS[3], key)
 local now = ARGV[1]
+add_usage(ARGV[5], ARGV[4], {j[1], j[3], j[4]},
+          {items_failed = #newly, jobs_failed = 1})
 -- A job that ends is put on the webhook due set, if its webhook is still pending
 -- (store/webhooks.py): atomically with the end, whichever process made it.
 if redis.call('HGET', KEYS[5], 'state') == 'pending' then

@@ -2,14 +2,18 @@
 -- before (a redelivered batch) and is skipped; 'r' or no marker gets the new marker and one
 -- count. When succeeded + failed reaches total the job becomes terminal, by the rule of
 -- schemas.states.derive_job_state. A terminal job is never changed (late completions of a
--- cancelled job count nothing).
+-- cancelled job count nothing). What is counted is added to the tenant's usage of the day
+-- (usage.lua): items by status, the input tokens and inference time of the items counted
+-- now (a replay adds nothing), and the job's status when it ends.
 --
 -- KEYS[1]  the job hash
 -- KEYS[2]  the backlog hash: counted items leave it (per model:priority and per tenant)
 -- KEYS[3]  the live set: a job that becomes terminal leaves it
 -- KEYS[4]  the webhook due set; KEYS[5] the job's webhook subscription (store/webhooks.py)
 -- ARGV[1]  now (epoch seconds)
--- ARGV[2..] index, mark pairs; mark is 's' (succeeded) or 'f' (failed)
+-- ARGV[2]  the UTC day of now (YYYY-MM-DD); ARGV[3] the usage key prefix (store/usage.py)
+-- ARGV[4..] index, mark, input tokens, inference microseconds: one quadruple per item; mark
+--          is 's' (succeeded) or 'f' (failed)
 -- Returns {status, outcome or '', newly_counted, became_terminal (0|1)}, or false when the
 -- hash is missing (the caller restores and retries).
 local key = KEYS[1]
@@ -22,10 +26,10 @@ if status == 'succeeded' or status == 'failed' then
   return {status, outcome, 0, 0}
 end
 local total = tonumber(h[3])
-if #ARGV % 2 ~= 1 then
-  return redis.error_reply('ERR inferq: record_results takes index, mark pairs')
+if #ARGV % 4 ~= 3 then
+  return redis.error_reply('ERR inferq: record_results takes index, mark, tokens, us quadruples')
 end
-for i = 2, #ARGV, 2 do
+for i = 4, #ARGV, 4 do
   local n, mark = tonumber(ARGV[i]), ARGV[i + 1]
   if not n or n % 1 ~= 0 or n < 0 or n >= total then
     return redis.error_reply('ERR inferq: item index ' .. ARGV[i] .. ' outside 0..' .. (total - 1))
@@ -34,8 +38,8 @@ for i = 2, #ARGV, 2 do
     return redis.error_reply('ERR inferq: item mark must be s or f, got ' .. mark)
   end
 end
-local ds, df, was_running = 0, 0, 0
-for i = 2, #ARGV, 2 do
+local ds, df, was_running, tokens, us = 0, 0, 0, 0, 0
+for i = 4, #ARGV, 4 do
   local field, mark = 'i:' .. tonumber(ARGV[i]), ARGV[i + 1]
   local old = redis.call('HGET', key, field)
   if old ~= 's' and old ~= 'f' then
@@ -44,13 +48,15 @@ for i = 2, #ARGV, 2 do
     end
     redis.call('HSET', key, field, mark)
     if mark == 's' then ds = ds + 1 else df = df + 1 end
+    tokens = tokens + (tonumber(ARGV[i + 2]) or 0)
+    us = us + (tonumber(ARGV[i + 3]) or 0)
   end
 end
 local counted = ds + df
 if counted == 0 then
   return {status, '', 0, 0}
 end
-local j = redis.call('HMGET', key, 'model', 'priority', 'tenant')
+local j = redis.call('HMGET', key, 'model', 'priority', 'tenant', 'expires_at')
 redis.call('HINCRBY', KEYS[2], 'm:' .. j[1] .. ':' .. j[2], -counted)
 redis.call('HINCRBY', KEYS[2], 't:' .. j[3], -counted)
 local succeeded, failed = tonumber(h[4]) + ds, tonumber(h[5]) + df
@@ -59,6 +65,8 @@ if was_running > 0 then
   redis.call('HINCRBY', key, 'running', -was_running)
 end
 local now, became = ARGV[1], 0
+local usage = {items_succeeded = ds, items_failed = df, input_tokens = tokens,
+               inference_us = us}
 if status == 'queued' then
   -- Results without mark_running (or after a restore): the job has started all the same.
   redis.call('HSET', key, 'started_at', now)
@@ -72,6 +80,7 @@ if succeeded + failed == total then
     status, outcome = 'succeeded', 'partial'
   end
   became = 1
+  usage['jobs_' .. status] = 1
   redis.call('ZREM', KEYS[3], key)
   redis.call('HSET', key, 'status', status, 'outcome', outcome, 'finished_at', now)
   -- A job that ends is put on the webhook due set, if its webhook is still pending
@@ -83,5 +92,6 @@ else
   status, outcome = 'running', ''
   redis.call('HSET', key, 'status', status)
 end
+add_usage(ARGV[3], ARGV[2], {j[1], j[3], j[4]}, usage)
 redis.call('HINCRBY', key, 'rev', 1)
 return {status, outcome, counted, became}

@@ -8,7 +8,9 @@
 - ``cassandra://[user:password@]host1,host2[:port]/keyspace[?option=value&...]`` with
   options ``dc``, ``replication`` (``dc1:3,dc2:3``), ``consistency``,
   ``serial_consistency``, ``protocol`` (CQL protocol version, default 5), ``timeout_s``,
-  ``retention_s``, ``lookback_s``. Never creates
+  ``retention_s``, ``lookback_s``, and TLS: ``tls=true`` (verify against the system's
+  trust store), ``tls_ca=/path/ca.pem`` (implies ``tls=true``), ``tls_cert`` and
+  ``tls_key`` (mutual TLS). Never creates
   its schema by itself: run ``inferq store migrate`` (``ResultStore.migrate``) once.
 
 The family: ``base`` (the interface, records, errors, cursors), ``config`` (the URLs),

@@ -47,6 +47,8 @@ class JobRecord(msgspec.Struct, frozen=True):
     finished_at: float | None = None
     error_code: str | None = None
     error_message: str | None = None
+    parent_job_id: str | None = None
+    """A retry (``POST /v1/jobs/{id}/retry``): the job whose failed items this one re-runs."""
 
 
 class ItemRecord(msgspec.Struct, frozen=True):

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
+from core.tls import TlsFiles
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # a CQL keyspace name
 _HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?")
 _DC = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -56,6 +58,10 @@ class CassandraConfig:
     """Plain-text authentication; None connects without credentials."""
     password: str | None = field(default=None, repr=False)
     """Kept out of ``repr`` so it never reaches a log line."""
+    tls: TlsFiles | None = None
+    """Client TLS (``client_encryption_options`` on the nodes): the server's certificate is
+    verified against ``tls.ca`` (else the system's trust store), with the contact point's
+    address as its name. None: plain connections."""
 
     def __post_init__(self) -> None:
         if not self.hosts or not all(self.hosts):
@@ -108,12 +114,27 @@ class CassandraConfig:
                    "timeout_s": ("request_timeout_s", float), "protocol": ("protocol_version", int),
                    "retention_s": ("retention_s", float),
                    "lookback_s": ("recovery_lookback_s", float)}
+        tls: dict[str, str] = {}
+        known = sorted([*options, "tls", *_TLS_OPTIONS])
         for name, value in parse_qsl(m["query"] or "", keep_blank_values=True):
+            if name == "tls" or name in _TLS_OPTIONS:
+                tls[name] = value
+                continue
             if name not in options:
-                raise ValueError(f"unknown Cassandra URL option {name!r}; known: {sorted(options)}")
+                raise ValueError(f"unknown Cassandra URL option {name!r}; known: {known}")
             attr, parse = options[name]
             kwargs[attr] = parse(value)
+        on = tls.pop("tls", "true" if tls else "false").lower()
+        if on not in ("true", "false", "1", "0"):
+            raise ValueError(f"Cassandra URL option tls must be true or false, got {on!r}")
+        if on in ("true", "1"):
+            kwargs["tls"] = TlsFiles(**{_TLS_OPTIONS[k]: v for k, v in tls.items()})
+        elif tls:
+            raise ValueError("Cassandra URL sets tls=false and TLS files")
         return cls(**kwargs)
+
+
+_TLS_OPTIONS = {"tls_ca": "ca", "tls_cert": "cert", "tls_key": "key"}
 
 
 def _replication(value: str) -> tuple[tuple[str, int], ...]:

@@ -190,7 +190,9 @@ async def test_a_three_node_cluster_losing_nodes_mid_job_keeps_every_invariant_a
     [doc] = (await check_invariants(cluster, {job: total})).values()
     assert doc["status"] == "succeeded" and doc["counts"]["succeeded"] == total
     agreed = await cluster.nats_cluster.replicas_agree()
-    assert {s: v["messages"] for s, v in agreed.items()} == {"JOBS": 0, "BATCHES": 0, "DLQ": 0}
+    # Work streams drained; object-store streams (a job's kept inputs) agree but stay.
+    assert {s: v["messages"] for s, v in agreed.items() if not s.startswith("OBJ_")} == \
+        {"JOBS": 0, "BATCHES": 0, "DLQ": 0}
     ran = await inferred(cluster)
     print(f"\n3-node cluster, R3, SIGKILLed {killed}: {total} items, replicas agree {agreed}; "
           f"batch publishes requeued {requeued_batches(cluster)}; crash restarts "

@@ -107,7 +107,8 @@ def test_every_alert_rule_names_exported_metrics():
     rules = _rules(DEPLOY / "prometheus" / "alerts.yml")
     assert {r["alert"] for r in rules} >= {
         "InferqQueueAgeOverTarget", "InferqRunnersBelowDesired", "InferqDeadLettersGrowing",
-        "InferqHTTP5xxRate", "InferqDependencyUnavailable", "InferqTargetDown"}
+        "InferqHTTP5xxRate", "InferqDependencyUnavailable", "InferqTargetDown",
+        "InferqDependencyDown", "InferqJetStreamSyncNotAlways", "InferqJetStreamSyncUnknown"}
     problems = [f"{r['alert']}: {p}" for r in rules for p in _unknown(parse(r["expr"]))]
     assert problems == []
     for r in rules:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 
+from core import bus
 from core.config import Settings
 from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port
+from inferq.nats_users import NatsUsers
 from inferq.roles.gateway import GatewayRole
 from inferq.roles.runner import RunnerRole
 from inferq.roles.scheduler import SchedulerRole
@@ -44,6 +46,12 @@ def make_settings(tmp: Path, nats_url: str, redis_url: str, model_repo: Path,
     return Settings(**base)
 
 
+NATS_USERS: dict[str, NatsUsers] = {}
+"""The users of each permissioned nats-server the tests started, by URL (tests/conftest.py,
+``--nats-users``): a Service on one provisions the streams as its admin, then runs each role
+as its own user, as ``inferq dev`` does."""
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -55,8 +63,15 @@ class Service:
     def url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
+    def role_settings(self, role: str) -> Settings:
+        """The settings a role runs with: its own NATS user on a permissioned server."""
+        users = NATS_USERS.get(self.settings.nats_url)
+        return users.settings(self.settings, role) if users else self.settings
+
     async def start(self, *, schedulers: int = 1, runners: int = 1) -> Service:
-        self.gateway = GatewayRole(self.settings)
+        if self.settings.nats_url in NATS_USERS:  # the roles may not create the streams
+            await bus.provision(self.role_settings("admin"))
+        self.gateway = GatewayRole(self.role_settings("gateway"))
         await self.gateway.start()
         for _ in range(schedulers):
             await self.add_scheduler()
@@ -65,13 +80,13 @@ class Service:
         return self
 
     async def add_scheduler(self) -> SchedulerRole:
-        role = SchedulerRole(self.settings)
+        role = SchedulerRole(self.role_settings("scheduler"))
         await role.start()
         self.schedulers.append(role)
         return role
 
     async def add_runner(self) -> RunnerRole:
-        role = RunnerRole(self.settings)
+        role = RunnerRole(self.role_settings("runner"))
         await role.start()
         self.runners.append(role)
         return role
@@ -125,7 +140,8 @@ def role_env(settings: Settings, **extra: str) -> dict[str, str]:
 
     env = dict(os.environ)
     for name in ("nats_url", "redis_url", "results_url", "model_repo", "tenants_file",
-                 "backend", "backend_threads", "backend_streams", "max_queue_delay_s", "http_port"):
+                 "backend", "backend_threads", "backend_streams", "max_queue_delay_s", "http_port",
+                 "redis_username", "redis_password"):
         value = getattr(settings, name)
         if value is not None:
             env[f"INFERQ_{name.upper()}"] = str(value)

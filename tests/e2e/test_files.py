@@ -215,3 +215,49 @@ async def test_a_100000_line_file_job_completes_with_exact_counts(sim, tmp_path)
                     assert json.loads(line)["index"] == n
                     n += 1
         assert n == 100_000
+
+
+async def test_the_same_lines_uploaded_again_replay_the_job_of_their_idempotency_key(
+        sim) -> None:
+    """A key is bound to the file's content, not its id: ``inferq submit`` run twice uploads
+    twice and must get one job; other lines under the same key are a 422."""
+    async with running(sim) as svc, svc.client() as c:
+        first, second = [(await upload(c, jsonl(30))).json()["file_id"] for _ in range(2)]
+        assert first != second
+        key = {"Idempotency-Key": "file-key-1"}
+        a = await c.post("/v1/jobs", json={"model": "minilm", "input_file_id": first},
+                         headers=key)
+        b = await c.post("/v1/jobs", json={"model": "minilm", "input_file_id": second},
+                         headers=key)
+        assert a.status_code == b.status_code == 202, b.text
+        assert b.json()["job_id"] == a.json()["job_id"]
+        assert b.headers["idempotency-replayed"] == "true"
+        other = (await upload(c, jsonl(31))).json()["file_id"]
+        r = await c.post("/v1/jobs", json={"model": "minilm", "input_file_id": other},
+                         headers=key)
+        assert_problem(r, 422, "idempotency_key_reused")
+
+
+async def test_a_deleted_files_bytes_stay_while_a_job_made_from_it_keeps_results(sim) -> None:
+    """DELETE hides a file at once; its bytes are purged unless a job made from it still
+    keeps results (its retries read them under the job's name)."""
+    async with running(sim, runners=1, schedulers=1) as svc, svc.client() as c:
+        gw = services(svc)
+        bucket = gw.files.bucket
+        unused = (await upload(c, jsonl(10))).json()["file_id"]
+        chunks = (await bucket.info(unused)).nuid
+        assert (await c.delete(f"/v1/files/{unused}")).status_code == 204
+        js = gw.nc.jetstream()
+        state = await js.stream_info(bucket.stream, subjects_filter=f"$O.{bucket.bucket}.C.>")
+        assert f"$O.{bucket.bucket}.C.{chunks}" not in (state.state.subjects or {})
+
+        used = (await upload(c, jsonl(10))).json()["file_id"]
+        job = (await c.post("/v1/jobs", json={"model": "minilm", "input_file_id": used})
+               ).json()["job_id"]
+        await wait_terminal(c, job)
+        assert (await c.delete(f"/v1/files/{used}")).status_code == 204
+        assert_problem(await c.get(f"/v1/files/{used}"), 404, "file_not_found")
+        r = await c.post("/v1/jobs", json={"model": "minilm", "input_file_id": used})
+        assert_problem(r, 404, "file_not_found")
+        kept = [raw async for raw in gw.files.lines(f"job-{job}")]
+        assert b"\n".join(kept) + b"\n" == jsonl(10)

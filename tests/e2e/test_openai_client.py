@@ -102,6 +102,9 @@ async def test_errors_arrive_as_the_clients_exception_classes(settings) -> None:
                 errors[name] = info.value
             with sync_client(svc.url) as client:
                 for name, call in (("files", lambda: client.files.list()),
+                                   ("uploads", lambda: client.uploads.create(
+                                       bytes=1, filename="a.jsonl", mime_type="text/jsonl",
+                                       purpose="batch")),
                                    ("batches", lambda: client.batches.create(
                                        input_file_id="file-1", endpoint="/v1/embeddings",
                                        completion_window="24h")),
@@ -128,10 +131,14 @@ async def test_errors_arrive_as_the_clients_exception_classes(settings) -> None:
         assert errors["token ids"].code == "unsupported_parameter"
         assert errors["empty"].param == "input[1]"
         assert "truncate" in errors["unknown option"].message
-        for name in ("files", "batches"):
+        # The Batch API is offered (tests/e2e/test_openai_batches.py); listing files and
+        # resumable uploads are not, and say so.
+        for name, what in (("files", "listing files"), ("uploads", "uploads API")):
             assert isinstance(errors[name], openai.NotFoundError), name
             assert errors[name].code == "not_offered"
-            assert "Batch API" in errors[name].message
+            assert what in errors[name].message
+        assert isinstance(errors["batches"], openai.NotFoundError)
+        assert errors["batches"].code == "file_not_found"
         assert isinstance(errors["chat"], openai.NotFoundError)
         assert errors["chat"].code == "unknown_url"
 

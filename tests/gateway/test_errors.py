@@ -182,7 +182,7 @@ async def test_the_openapi_document_declares_the_limits_and_links_the_job_routes
               for op in ops.values()}
     assert {op_ids[link["operationId"]] for link in links.values()} == {
         "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results", "/v1/jobs/{job_id}/results.jsonl",
-        "/v1/jobs/{job_id}/cancel"}
+        "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/retry"}
     assert all(link["parameters"] == {"job_id": "$response.body#/job_id"}
                for link in links.values())
     results = {p["name"]: p for p in doc["paths"]["/v1/jobs/{job_id}/results"]["get"][

@@ -10,18 +10,19 @@ from schemas.states import JobStatus, Priority
 from store.jobstate import JobStatusSnapshot
 
 
-def snap(status: JobStatus, total: int, done: int = 0) -> JobStatusSnapshot:
+def snap(status: JobStatus, total: int, done: int = 0,
+         priority: Priority = Priority.BATCH) -> JobStatusSnapshot:
     now = time.time()
     return JobStatusSnapshot(
-        job_id="j", tenant="t", model="minilm", version=1, priority=Priority.BATCH, total=total,
+        job_id="j", tenant="t", model="minilm", version=1, priority=priority, total=total,
         created_at=now, expires_at=now + 60, deadline=None, status=status, outcome=None,
         started_at=None, finished_at=None, error=None, succeeded=done, failed=0, running=0,
         rev=1)
 
 
-def view(backlog: int = 0, rate: float | None = None) -> LoadView:
+def view(backlog: int = 0, rate: float | None = None, interactive: int = 0) -> LoadView:
     v = LoadView(None, None, None, max_hint_s=30)  # type: ignore[arg-type]
-    v._models = {"minilm": ModelLoad(backlog, rate)}
+    v._models = {"minilm": ModelLoad(backlog, interactive, rate)}
     return v
 
 
@@ -33,6 +34,15 @@ def test_a_terminal_job_has_no_hint() -> None:
 def test_a_queued_job_waits_for_the_backlog_ahead_of_it() -> None:
     # 1,000 items in the model's backlog, 100 of them this job's: 1,000 / 100 per s = 10 s.
     assert view(1_000, 100.0).poll_hint(snap(JobStatus.QUEUED, 100)) == 10
+
+
+def test_an_interactive_job_waits_only_for_interactive_work_ahead_of_it() -> None:
+    # 10,000 batch items queued do not delay a 1-item interactive job; 300 interactive do.
+    busy = view(10_000 + 300 + 1, 100.0, interactive=300 + 1)
+    assert busy.poll_hint(snap(JobStatus.QUEUED, 1, priority=Priority.INTERACTIVE)) == 4
+    assert view(10_001, 100.0, interactive=1).poll_hint(
+        snap(JobStatus.QUEUED, 1, priority=Priority.INTERACTIVE)) == 1
+    assert busy.poll_hint(snap(JobStatus.QUEUED, 1)) == 30  # a batch job waits for it all
 
 
 def test_a_running_job_waits_for_its_own_remaining_items() -> None:

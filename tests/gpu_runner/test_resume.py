@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core.config import Settings
+from gpu_runner.infer import Inferred
 from gpu_runner.prepare import Prepared
 from gpu_runner.redelivery import Ledger, RedeliveryLedger, item_key
 from gpu_runner.resume import Resumer, partition
@@ -57,7 +58,7 @@ class _Triage:
 
 class _Inference:
     async def run(self, msg, batch, part):
-        return [("record", it.index) for it in part]
+        return Inferred([("record", it.index) for it in part])
 
 
 class _FailingWriteBack:
@@ -66,7 +67,7 @@ class _FailingWriteBack:
     def __init__(self) -> None:
         self.commits = 0
 
-    async def commit(self, records, now):
+    async def commit(self, records, now, usage=None):
         if records:
             self.commits += 1
             raise StoreError("the result store is unavailable (simulated outage)")

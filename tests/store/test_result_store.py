@@ -75,7 +75,7 @@ def idem(tenant: str, key: str, job_id: str, *, at: float = T0,
 
 async def test_a_created_job_reads_back_field_for_field(store: ResultStore, tenant: str) -> None:
     job = make_job(tenant, deadline=time.time() + 60, metadata={"run": "a", "n": [1, 2]},
-                   idempotency_key="k1", request_hash="h1")
+                   idempotency_key="k1", request_hash="h1", parent_job_id="p1")
     await store.create_job(job)
     assert await store.get_job(job.job_id) == job
     assert await store.get_job("no-such-job") is None

@@ -78,6 +78,27 @@ def test_two_processes_claiming_one_key_make_exactly_one_winner(tmp_path: Path) 
     assert len({job_id for job_id, _ in outputs}) == 1
 
 
+async def test_a_database_an_older_version_made_gets_the_columns_added_since(
+        tmp_path: Path) -> None:
+    path = tmp_path / "results.db"
+    old = sqlite3.connect(path)  # the jobs table as it was before retries (no parent_job_id)
+    old.executescript("""CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, model TEXT NOT NULL,
+        model_version INTEGER NOT NULL, priority TEXT NOT NULL, total INTEGER NOT NULL,
+        chunks INTEGER NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
+        deadline REAL, metadata TEXT, idempotency_key TEXT, request_hash TEXT,
+        published INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL, outcome TEXT,
+        started_at REAL, finished_at REAL, error_code TEXT, error_message TEXT);
+        INSERT INTO jobs VALUES ('old', 't', 'minilm', 1, 'batch', 2, 1, 100.0, 1e12, NULL,
+        NULL, NULL, NULL, 1, 'queued', NULL, NULL, NULL, NULL, NULL);""")
+    old.close()
+    async with SqliteResultStore(path) as store:
+        await store.migrate()  # twice: adding a column is idempotent
+        assert (await store.get_job("old")).parent_job_id is None
+        await store.create_job(job("new", parent_job_id="old"))
+        assert (await store.get_job("new")).parent_job_id == "old"
+
+
 async def test_the_file_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     store = SqliteResultStore(tmp_path / "results.db")
     sync = await store._run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])

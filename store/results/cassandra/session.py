@@ -81,7 +81,8 @@ def connect(config: CassandraConfig) -> tuple[Cluster, Any]:
     cluster = Cluster(list(config.hosts), port=config.port, auth_provider=auth,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                       connect_timeout=config.connect_timeout_s,
-                      protocol_version=config.protocol_version)
+                      protocol_version=config.protocol_version,
+                      ssl_context=config.tls.context() if config.tls else None)
     try:
         session = cluster.connect()
     except BaseException:

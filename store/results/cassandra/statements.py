@@ -21,6 +21,7 @@ MAX_TTL = 630_720_000
 """Cassandra's ceiling on a TTL: 20 years."""
 
 _JOB = ", ".join(JobRecord.__struct_fields__)
+_JOB_MARKS = ", ".join("?" * len(JobRecord.__struct_fields__))
 _ITEM = ("job_id, idx, status, model_version, client_id, output, error_code, error_message, "
          "error_retryable, finished_at")
 _IDEM = "tenant, idem_key, request_hash, job_id, created_at, expires_at"
@@ -29,7 +30,7 @@ _LIVE = "(" + ", ".join(f"'{s}'" for s in sorted(LIVE_JOB)) + ")"
 # {ks} is the configured keyspace. LWT statements are the ones with IF.
 STATEMENTS: dict[str, str] = {
     "ping": "SELECT release_version FROM system.local",
-    "create_job": f"INSERT INTO {{ks}}.jobs ({_JOB}) VALUES ({', '.join('?' * 20)}) "
+    "create_job": f"INSERT INTO {{ks}}.jobs ({_JOB}) VALUES ({_JOB_MARKS}) "
                   "IF NOT EXISTS USING TTL ?",
     "get_job": f"SELECT {_JOB} FROM {{ks}}.jobs WHERE job_id = ?",
     "index_job": "INSERT INTO {ks}.jobs_by_tenant (tenant, day_bucket, created_at, job_id) "

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from store.results.base import StoreError, StoreUnavailable
-from store.results.sqlite.schema import SCHEMA
+from store.results.sqlite.schema import migrate_schema
 
 T = TypeVar("T")
 
@@ -113,7 +113,7 @@ class ConnectionPool:
                 raise StoreError(f"SQLite result store {self.path} cannot use WAL (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
             if not self._migrated:
-                conn.executescript(SCHEMA)
+                migrate_schema(conn)
                 self._migrated = True
         except BaseException:
             conn.close()

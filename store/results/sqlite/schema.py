@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import msgspec
@@ -20,7 +21,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     chunks INTEGER NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
     deadline REAL, metadata TEXT, idempotency_key TEXT, request_hash TEXT,
     published INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL, outcome TEXT,
-    started_at REAL, finished_at REAL, error_code TEXT, error_message TEXT
+    started_at REAL, finished_at REAL, error_code TEXT, error_message TEXT,
+    parent_job_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, created_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs (expires_at);
@@ -40,6 +42,27 @@ CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 COMMIT;
 """
 """The whole schema, in one transaction; every statement is IF NOT EXISTS (safe to rerun)."""
+
+ADDED_COLUMNS = (("jobs", "parent_job_id", "TEXT"),)
+"""Columns added after a table was first created: ``migrate_schema`` adds each one that a
+database made by an older version lacks (SQLite has no ``ADD COLUMN IF NOT EXISTS``)."""
+
+
+
+def migrate_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema, then add the ``ADDED_COLUMNS`` an older database lacks. Two
+    processes migrating at once may both try to add a column: the loser's duplicate is fine."""
+    conn.executescript(SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
 
 JOB_COLS = ", ".join(JobRecord.__struct_fields__)
 """The jobs table's columns, in the order of :class:`JobRecord`'s fields."""

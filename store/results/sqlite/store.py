@@ -28,12 +28,12 @@ from store.results.sqlite.schema import (
     IDEM_COLS,
     ITEM_COLS,
     JOB_COLS,
-    SCHEMA,
     TERMINAL_SQL,
     idempotency_record,
     item_record,
     job_record,
     job_row,
+    migrate_schema,
 )
 
 T = TypeVar("T")
@@ -65,8 +65,8 @@ class SqliteResultStore(ResultStore):
         return await self._pool.run(fn, *args)
 
     async def migrate(self) -> None:
-        """Run the schema script (every statement IF NOT EXISTS)."""
-        await self._run(lambda conn: conn.executescript(SCHEMA))
+        """Run the schema script (every statement IF NOT EXISTS) and add missing columns."""
+        await self._run(migrate_schema)
 
     async def ping(self) -> None:
         """Answers a read, and would take a write within ``PING_WRITE_WAIT_S``: another
