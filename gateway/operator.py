@@ -231,8 +231,9 @@ NOTES = [
     "the oldest chunk still in JetStream for that model and priority.",
     "Throughput shares come from samples of the live jobs taken while this overview is read "
     "(at most one a second, kept for 60 s): a job that starts and ends between two reads is "
-    "not counted, and the figures start empty when nobody has looked for a while. A "
-    "per-tenant items-finished counter would make this exact; none exists today.",
+    "not counted, and the figures start empty when nobody has looked for a while. Exact "
+    "counts over any window are in Prometheus: inferq_tenant_items_batched_total (the "
+    "schedulers' count of each tenant's items sent to runners).",
     "Weight share is the tenant's weight over the weights of the tenants with work; fair "
     "share holds per model and priority (interactive lanes weigh interactive_multiplier times "
     "more), so compare within one model and priority.",
