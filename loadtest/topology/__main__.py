@@ -37,6 +37,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     up.add_argument("--dir", type=Path, help="state folder, must be empty or absent "
                     "(default: a new temporary folder)")
     up.add_argument("--nats-nodes", type=int, default=d.nats_nodes)
+    up.add_argument("--no-nats-sync", dest="nats_sync", action="store_false",
+                    help="JetStream's default periodic fsync instead of sync_interval: always")
     up.add_argument("--gateways", type=int, default=d.gateways)
     up.add_argument("--schedulers", type=int, default=d.schedulers)
     up.add_argument("--runners", type=int, default=d.runners)
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = TopologySpec(nats_nodes=args.nats_nodes, gateways=args.gateways,
                         schedulers=args.schedulers, runners=args.runners, results=args.results,
                         backend=args.backend, backend_threads=args.threads,
-                        sim_batch_ms=args.sim_batch_ms, sim_token_us=args.sim_token_us)
+                        sim_batch_ms=args.sim_batch_ms, sim_token_us=args.sim_token_us,
+                        nats_sync_always=args.nats_sync)
     java_home = os.environ.get("JAVA_HOME")
     topo = Topology(root, spec, keys=keys,
                     model_repo=Path(Settings.load().model_repo).expanduser(),

@@ -25,8 +25,8 @@ from core.config import Settings
 from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.cassandra_node import cassandra_node, default_home, locate, start_node
 from inferq.embedded import ServerProcess, free_port, nats_server, redis_server
+from inferq.nats_cluster import NatsCluster
 from loadtest.topology.processes import RoleProcess, resume, settings_env
-from tests.chaos.nats_cluster import NatsCluster
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class TopologySpec:
     nats_nodes: int = 3
     """nats-servers forming one JetStream cluster; streams get this many replicas (3: R3,
     as production). 1: a single server, R1 (a lighter topology for short chaos tests)."""
+    nats_sync_always: bool = False
+    """JetStream fsyncs every write (``sync_interval: always``), as production must: a PubAck
+    then survives a power loss. ``python -m loadtest.topology up`` turns it on; the chaos
+    tests, which kill processes but never the machine, leave it off for speed."""
     gateways: int = 2
     """Gateways, each on its own port: a client may fail over between them."""
     schedulers: int = 2
@@ -111,13 +115,15 @@ class Topology:
         try:
             if spec.nats_nodes > 1:
                 self.nats_cluster = NatsCluster(self.root / "nats", spec.nats_nodes,
-                                                log_dir=self.logs)
+                                                log_dir=self.logs,
+                                                sync_always=spec.nats_sync_always)
                 self.nats = self.nats_cluster.nodes[0].server
                 self.nats_cluster.start()
                 nats_url = self.nats_cluster.url
                 self._cluster_healthy()  # roles started before a meta leader only log errors
             else:
-                self.nats = nats_server(self.root / "nats", log_path=self.logs / "nats.log")
+                self.nats = nats_server(self.root / "nats", log_path=self.logs / "nats.log",
+                                        sync_always=spec.nats_sync_always)
                 self.nats.start()
                 nats_url = f"nats://127.0.0.1:{self.nats.port}"
             self.redis = redis_server(self.root / "redis", log_path=self.logs / "redis.log")
