@@ -19,31 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.bench_api import null_collector
 from core import otel
 from core.config import Settings
 from gateway.observe import Observed
 
 ROUTE = "/v1/jobs/{job_id:str}"
-
-
-class Collector(BaseHTTPRequestHandler):
-    """Accepts OTLP/HTTP posts, keeps nothing."""
-
-    def do_POST(self) -> None:  # http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def requests(n: int) -> None:
@@ -77,8 +63,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = null_collector()
     endpoint = f"http://127.0.0.1:{server.server_port}"
     results: dict[str, list[float]] = {"off": [], "unsampled": [], "sampled": []}
     for _ in range(args.rounds):

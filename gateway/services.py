@@ -119,8 +119,7 @@ class GatewayServices:
         reader = JobReader(store, cache, queue, inputs)
         return cls(settings, tenants, repo, nc, redis, store, cache, load, admission, ender,
                    submitter, reader, sweeper, webhooks, files=files,
-                   filejobs=filejobs, artifacts=Artifacts(JobReader(store, cache, queue, inputs),
-                                                          redis),
+                   filejobs=filejobs, artifacts=Artifacts(reader, redis),
                    dry_run=DryRun(settings, repo, submitter, admission, load, files),
                    retries=Retries(settings, reader, inputs, filejobs, submitter, admission))
 

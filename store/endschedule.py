@@ -19,7 +19,7 @@ class EndSchedule:
     def __init__(self, redis: Redis, key: str = "inferq:job-ends"):
         self._redis = redis
         self._key = key
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = redis.register_script(CLAIM_DUE)
 
     @staticmethod
     def member(job_id: str, code: ErrorCode) -> str:
@@ -51,10 +51,14 @@ class EndSchedule:
         return [m.decode() if isinstance(m, bytes) else m for m in got]
 
 
-_CLAIM = """
+CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 for _, m in ipairs(due) do
   redis.call('ZADD', KEYS[1], ARGV[2], m)
 end
 return due
 """
+"""Lease due members of a sorted set scored by due time: the members due by ``ARGV[1]`` (at
+most ``ARGV[3]``) are re-scored to ``ARGV[2]`` (now + lease) and returned, so one process
+takes each; one not finished is due again when its lease lapses. Used here and by the
+webhook deliveries (store/webhooks.py)."""

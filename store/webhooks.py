@@ -21,6 +21,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from schemas.webhooks import DeliveryState, WebhookAttempt, WebhookEvent
+from store.endschedule import CLAIM_DUE
 from store.redis_errors import redis_errors
 
 SUBSCRIPTION_PREFIX = "inferq:webhook:"
@@ -61,7 +62,7 @@ class WebhookStore:
         self._prefix = prefix
         self._due = due_key
         self._subscribe = redis.register_script(_SUBSCRIBE)
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = redis.register_script(CLAIM_DUE)
         self._record = redis.register_script(_RECORD)
 
     def key(self, job_id: str) -> str:
@@ -141,14 +142,6 @@ redis.call('HSET', KEYS[1], 'tenant', ARGV[2], 'url', ARGV[3], 'events', ARGV[4]
            'state', 'pending', 'attempts', 0, 'expires_at', ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
-"""
-
-_CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], m)
-end
-return due
 """
 
 _RECORD = """

@@ -34,6 +34,18 @@ def _missing(reason: str) -> NoReturn:
                 f"INFERQ_TEST_CASSANDRA=cassandra://host/keyspace)")
 
 
+def node_runtime() -> tuple[Path, Path]:
+    """The cached Cassandra home and the Java to run it with; skips (fails under CI=true)
+    naming what is missing."""
+    home = home_from(os.environ)
+    java_home = os.environ.get("JAVA_HOME")
+    try:
+        java, _ = locate(home, Path(java_home) if java_home else None)
+    except CassandraNodeMissing as exc:
+        _missing(str(exc))
+    return home, java
+
+
 @pytest.fixture(scope="session")
 def cassandra_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``cassandra://`` URL of a live node, keyspace ``inferq_test`` with one replica."""
@@ -42,12 +54,7 @@ def cassandra_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    home = home_from(os.environ)
-    java_home = os.environ.get("JAVA_HOME")
-    try:
-        java, _ = locate(home, Path(java_home) if java_home else None)
-    except CassandraNodeMissing as exc:
-        _missing(str(exc))
+    home, java = node_runtime()
     data = tmp_path_factory.mktemp("cassandra")
     node = start_node(cassandra_node(data, home, java=java, log_path=data / "stdout.log"))
     try:

@@ -4,25 +4,20 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from inferq.cassandra_node import (
-    CassandraNodeMissing,
     cassandra_node,
-    home_from,
-    locate,
     start_node,
 )
 from inferq.embedded import ServerProcess
 from store.results import CassandraConfig, JobRecord, open_result_store
 from store.results.base import StoreUnavailable
-from tests.cassandra_fixtures import _missing
+from tests.cassandra_fixtures import node_runtime
 from tests.secure import Pki, make_pki
 
 KEYSPACE = "inferq_tls"
@@ -43,12 +38,7 @@ def test_the_url_names_the_tls_files() -> None:
 def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Pki]]:
     """A node of this module's own (~20 s to start) that refuses plain CQL."""
     pytest.importorskip("cassandra")
-    home = home_from(os.environ)
-    java_home = os.environ.get("JAVA_HOME")
-    try:
-        java, _ = locate(home, Path(java_home) if java_home else None)
-    except CassandraNodeMissing as exc:
-        _missing(str(exc))
+    home, java = node_runtime()
     data = tmp_path_factory.mktemp("cassandra-tls")
     pki = make_pki(data)
     node = start_node(cassandra_node(data / "node", home, java=java, tls=pki.server(),
