@@ -185,6 +185,9 @@ class Settings:
     keeps fairness and urgency decided later."""
     runner_queue_max_batches: int = 8
     """Most batches formed ahead per live runner under ``runner_queue_s``."""
+    urgent_batches: bool = True
+    """Interactive-led batches go to their own BATCHES subject, formed as soon as a runner
+    pulls there and run ahead of the batch work runners hold; off, they queue with it."""
     batch_queue_delay_factor: float = 4.0
     """``batch`` priority buckets wait ``max_queue_delay_s`` times this before firing partly
     filled: batch work trades latency for fuller batches; interactive work does not wait."""

@@ -45,21 +45,25 @@ async def decode(msg: Msg, model: str) -> Batch | None:
 
 class BatchSource:
     """The batches of one model version, one at a time, from a consumer shared by every
-    runner of that version."""
+    runner of that version: its batch work, or (``urgent``) its interactive-led batches."""
 
-    def __init__(self, settings: Settings, nc: NATS, model: str, version: int):
+    def __init__(self, settings: Settings, nc: NATS, model: str, version: int, *,
+                 urgent: bool = False):
         self._s = settings
         self._nc = nc
         self._js = nc.jetstream()
         self._model, self._version = model, version
+        self.urgent = urgent
         self._sub = None
 
     def consumer_config(self) -> jsapi.ConsumerConfig:
         """The durable consumer: explicit acks, AckWait from Settings, and one delivery more
         than the runner acts on (at the last one it dead-letters the batch itself)."""
         return jsapi.ConsumerConfig(
-            durable_name=subjects.runner_consumer(self._model, self._version),
-            filter_subject=subjects.batch_subject(self._model, self._version),
+            durable_name=subjects.runner_consumer(self._model, self._version,
+                                                  urgent=self.urgent),
+            filter_subject=subjects.batch_subject(self._model, self._version,
+                                                  urgent=self.urgent),
             ack_policy=jsapi.AckPolicy.EXPLICIT,
             ack_wait=self._s.batch_ack_wait_s,
             max_deliver=self._s.batch_max_deliver + 1,

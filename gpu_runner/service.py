@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from functools import partial
 
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
@@ -24,6 +25,7 @@ from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
 from gpu_runner.deadletter import DeadLetters
 from gpu_runner.gpu_util import GpuUtilisation
+from gpu_runner.inbox import Inbox
 from gpu_runner.infer import Inference, Inferred, InferredTally
 from gpu_runner.prepare import Prepared, Preparer
 from gpu_runner.receive import BatchSource, decode
@@ -61,7 +63,10 @@ class Runner:
         self._gpu_device = getattr(backend, "device", 0)
         self._gpu = GpuUtilisation(self._gpu_device) if backend.name == "tensorrt" else None
         self._tally = InferredTally()
-        self._source = BatchSource(settings, nc, model, version)
+        self._sources = [BatchSource(settings, nc, model, version)]
+        """Urgent batches first (``gpu_runner.inbox``), then the batch work."""
+        if settings.urgent_batches:
+            self._sources.insert(0, BatchSource(settings, nc, model, version, urgent=True))
         self._writeback = WriteBack(store, cache, model, redis)
         triage = Triage(self._writeback, version)
         dead_letters = DeadLetters(nc.jetstream(), model, version, self._writeback, triage)
@@ -88,7 +93,8 @@ class Runner:
         """Bind to the model version's consumer, announce this runner, start the loop."""
         if self._task is not None:
             return
-        await self._source.open()
+        for source in self._sources:
+            await source.open()
         await self._registry.heartbeat(self._model, self._version, self._id, 0.0)
         self._task = asyncio.create_task(self._run(), name="runner")
         self._hb_task = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
@@ -104,7 +110,8 @@ class Runner:
             self._hb_task = None
         if self._gpu is not None:
             self._gpu.close()
-        await self._source.close()
+        for source in self._sources:
+            await source.close()
         try:
             await self._registry.leave(self._model, self._version, self._id)
         except Exception:  # noqa: BLE001 - best effort on the way out
@@ -127,30 +134,29 @@ class Runner:
 
     async def _run(self) -> None:
         """Receive and prepare, infer, write back — overlapped: while one batch is inferred
-        the next is received and prepared, and the previous one is written back and acked (at
-        most one write-back in flight, so acks stay in order and memory stays bounded).
-        Between two inferences there is only the hand-over."""
-        pending: asyncio.Task | None = asyncio.create_task(self._receive())
+        the next is received and prepared (an urgent one taken first), and the previous one
+        is written back and acked (at most one write-back in flight, so acks stay in order
+        and memory stays bounded). Between two inferences there is only the hand-over."""
+        inbox = Inbox([partial(self._receive, source) for source in self._sources])
         writing: asyncio.Task | None = None
         while not self._stopping.is_set():
             try:
-                work = await pending
+                work = await inbox.next()
             except Exception:
                 log.warning("fetch failed", exc_info=True)
                 await asyncio.sleep(FETCH_ERROR_PAUSE_S)
-                work = None
-            pending = None if self._stopping.is_set() else asyncio.create_task(self._receive())
-            if work is not None:
+                continue
+            if work is not None and not self._stopping.is_set():
                 writing = await self._process(work, writing)
-            if pending is None:
-                break
+            elif work is not None:
+                await self._settle.give_back(work.msg)
         await _finished(writing)
-        if pending is not None:
-            await self._give_back(pending)
+        for work in await inbox.close():
+            await self._settle.give_back(work.msg)
 
-    async def _receive(self) -> Prepared | None:
+    async def _receive(self, source: BatchSource) -> Prepared | None:
         """Receive and prepare stages: the next batch, ready to run (None: none, or settled)."""
-        msg = await self._source.fetch()
+        msg = await source.fetch()
         if msg is None:
             return None
         batch = await self._settle.guard(Stage.RECEIVE, msg, None, decode(msg, self._model))
@@ -199,17 +205,6 @@ class Runner:
     async def _report_inferred(self) -> None:
         await self._tally.report(
             lambda n: self._registry.count_inferred(self._model, self._version, n))
-
-    async def _give_back(self, pending: asyncio.Task) -> None:
-        """Stopping: a batch received and prepared but not started goes back now, not after
-        AckWait."""
-        pending.cancel()
-        try:
-            work = await pending
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - leaving anyway
-            work = None
-        if work is not None:
-            await self._settle.give_back(work.msg)
 
 
 async def _finished(task: asyncio.Task | None) -> None:

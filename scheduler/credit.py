@@ -65,6 +65,17 @@ class RunnerCredit:
         rate = (await self._pool(model, version, now)).token_rate
         return int(self._time_budget_s * rate) if rate else None
 
+    async def urgent_wanted(self, model: str, version: int) -> int:
+        """Urgent batches to form now: one per runner pull request waiting on the version's
+        urgent consumer, minus the urgent batches already waiting there; 0 when no runner has
+        ever pulled urgent work (an older runner: interactive items go with the batch work)."""
+        try:
+            info = await self._js.consumer_info(
+                subjects.BATCHES_STREAM, subjects.runner_consumer(model, version, urgent=True))
+        except jserr.NotFoundError:
+            return 0
+        return (info.num_waiting or 0) - (info.num_pending or 0)
+
     async def batches_wanted(self, model: str, version: int, now: float) -> int:
         """Batches to form now: one per runner pull request waiting on the model version's
         BATCHES consumer (each runner asks for its next batch while it runs one), plus work

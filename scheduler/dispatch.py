@@ -17,6 +17,7 @@ from scheduler.former import FormedBatch
 from scheduler.held import HeldChunks, counts_by_chunk
 from scheduler.pipes import ModelPipe
 from schemas.bus import Batch, BatchItem
+from schemas.states import Priority
 
 log = logging.getLogger("inferq.scheduler")
 
@@ -65,7 +66,18 @@ class Dispatch:
             return []
         return pipe.former.pop_ready(now, limit=credit, hungry=hungry)
 
-    def to_batch(self, pipe: ModelPipe, fb: FormedBatch) -> Batch:
+    def form_urgent(self, pipe: ModelPipe, credit: int, now: float) -> list[FormedBatch]:
+        """Decide the urgent batches: at most ``credit`` (runners' pull requests waiting on
+        the urgent subject) batches led by interactive items, formed at once — a runner is
+        waiting, and holding them for a fuller batch would only add latency. What credit
+        does not cover stays in its bucket (more interactive items join it) or goes with the
+        batch work."""
+        if credit <= 0:
+            return []
+        return pipe.former.pop_ready(now, limit=credit, hungry=True,
+                                     led_by=Priority.INTERACTIVE)
+
+    def to_batch(self, pipe: ModelPipe, fb: FormedBatch, *, urgent: bool = False) -> Batch:
         """The wire message of a formed batch, with each job's deadline and trace."""
         items: list[BatchItem] = []
         deadlines: dict[str, float] = {}
@@ -79,7 +91,7 @@ class Dispatch:
             if held.trace:
                 traces[i.job_id] = held.trace
         return Batch(uuid.uuid4().hex, pipe.name, pipe.version, fb.bucket, items, [],
-                     time.time(), deadlines, traces)
+                     time.time(), deadlines, traces, urgent)
 
     def published(self, pipe: ModelPipe, fb: FormedBatch, now: float) -> None:
         """Absorb a published batch: the streak ends, the metrics record it, and its items

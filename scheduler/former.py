@@ -173,7 +173,8 @@ class BatchFormer:
         return self._by_priority.get(priority, 0)
 
     def pop_ready(self, now: float, *, flush: bool = False, hungry: bool = False,
-                  limit: int | None = None) -> list[FormedBatch]:
+                  limit: int | None = None, led_by: Priority | None = None
+                  ) -> list[FormedBatch]:
         """The batches that should fire now — full buckets, overdue buckets, or all if
         ``flush`` — at most ``limit`` of them (late formation: form only what runners can
         take; the rest keeps waiting in its bucket, where later urgent items can still jump
@@ -182,13 +183,16 @@ class BatchFormer:
 
         ``hungry``: runners have room and no more items can come in (the driver holds all it
         may), so waiting for a deadline would only idle the runners: when nothing above is
-        ready, the fullest partial buckets fire too."""
+        ready, the fullest partial buckets fire too.
+
+        ``led_by``: only buckets whose next batch that priority's item leads (the urgent
+        batches, formed ahead of the rest)."""
         out: list[FormedBatch] = []
         while limit is None or len(out) < limit:
             best: tuple[tuple[int, int, float], _Bucket, FireReason] | None = None
             for b in self._buckets.values():
                 head = self._head(b)
-                if head is None:
+                if head is None or (led_by is not None and head.priority != led_by):
                     continue
                 if len(b) >= b.capacity:
                     reason = FireReason.FULL

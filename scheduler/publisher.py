@@ -28,6 +28,7 @@ class BatchPublisher:
     async def publish(self, batch: Batch) -> None:
         """Publish and wait for JetStream's ack; any failure raises (nothing is retried here)."""
         trace = lead_trace(batch)
-        await self._js.publish(subjects.batch_subject(batch.model, batch.model_version),
+        await self._js.publish(subjects.batch_subject(batch.model, batch.model_version,
+                                                      urgent=batch.urgent),
                                encode(batch), headers={TRACEPARENT: trace} if trace else None)
         self.published += 1

@@ -34,7 +34,7 @@ from models.repository import ModelRepository
 from scheduler.credit import RunnerCredit
 from scheduler.dispatch import Backoff, Dispatch
 from scheduler.fairshare import FairShare, Lane
-from scheduler.former import queue_delays
+from scheduler.former import FormedBatch, queue_delays
 from scheduler.held import HeldChunks
 from scheduler.intake import ChunkIntake, decode_chunk, record_formation, trace_for
 from scheduler.lanes import LaneConsumers
@@ -208,28 +208,46 @@ class Scheduler:
         return worked
 
     async def _dispatch_pipe(self, pipe: ModelPipe, now: float) -> bool:
-        """Decide the pipe's batches from its runners' credit, publish them in order; on the
-        first failure the rest go back to the former. True if any batch was published."""
-        credit = await self._credit(pipe)
+        """Decide the pipe's batches — urgent ones first, then what its runners' credit
+        covers — and publish them in order; on the first failure the rest go back to the
+        former. True if any batch was published."""
         timed = now - pipe.interactive_seen < self._s.batch_time_budget_window_s
         pipe.former.limit_tokens(
             await self._runner_credit.token_budget(pipe.name, pipe.version, now) if timed
             else None)
+        worked = False
+        if self._s.urgent_batches and pipe.former.count(Priority.INTERACTIVE):
+            credit = await self._runner_credit.urgent_wanted(pipe.name, pipe.version)
+            formed = self._dispatch.form_urgent(pipe, credit, now)
+            sent = await self._publish_formed(pipe, formed, now, urgent=True)
+            worked = sent > 0
+            if sent < len(formed):
+                return worked  # publishing failed: back off, the rest waits in the former
+        if not len(pipe.former):
+            return worked
+        credit = await self._credit(pipe)
         # Hungry: the formers hold all they may, or interactive items wait and no lane has
         # more to give now (waiting out their queue delay would only idle the runner).
         urgent = self._puller.drained and pipe.former.count(Priority.INTERACTIVE) > 0
         formed = self._dispatch.form(pipe, credit, now,
                                      hungry=urgent or self.held_items >= self.hold_limit)
+        sent = await self._publish_formed(pipe, formed, now)
+        return worked or sent > 0
+
+    async def _publish_formed(self, pipe: ModelPipe, formed: list[FormedBatch], now: float,
+                              *, urgent: bool = False) -> int:
+        """Publish formed batches in order; on the first failure that one and the rest go
+        back to the former. Returns how many were published."""
         for n, fb in enumerate(formed):
             try:
-                await self._publisher.publish(self._dispatch.to_batch(pipe, fb))
+                await self._publisher.publish(self._dispatch.to_batch(pipe, fb, urgent=urgent))
             except Exception as exc:  # noqa: BLE001 - any publish failure: retry later
                 self._dispatch.failed(pipe, formed[n:], exc, now)
-                return n > 0
+                return n
             faults.crash_point("scheduler.after_publish")
             self._dispatch.published(pipe, fb, now)
             self._runner_credit.observe_batch(pipe.name, pipe.version, len(fb.items))
-        return bool(formed)
+        return len(formed)
 
     async def _credit(self, pipe: ModelPipe) -> int:
         """Batches the pipe's runners can take now (``RunnerCredit``)."""

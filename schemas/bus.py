@@ -50,7 +50,8 @@ class FailedItem(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Batch(msgspec.Struct, frozen=True):
-    """A shape-bucketed batch on ``inferq.batches.<model>.<version>``."""
+    """A shape-bucketed batch on ``inferq.batches.<model>.<version>`` (``.interactive`` when
+    urgent)."""
 
     batch_id: str
     model: str
@@ -63,6 +64,9 @@ class Batch(msgspec.Struct, frozen=True):
     traces: dict[str, str] = {}
     """W3C traceparent per job id (a batch serves several jobs; the NATS header names the
     first job's)."""
+    urgent: bool = False
+    """Led by interactive items and published on the urgent subject, which runners pull
+    ahead of the batch work they hold (``subjects.batch_subject(..., urgent=True)``)."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -35,9 +35,16 @@ def jobs_filter(model: str = "*", priority: str = "*", tenant: str = "*") -> str
     return f"{JOBS_PREFIX}.{model}.{priority}.{tenant}"
 
 
-def batch_subject(model: str, version: int) -> str:
-    """Where the scheduler publishes formed batches for runners of one model version."""
-    return f"{BATCHES_PREFIX}.{model}.{version}"
+URGENT = "interactive"
+"""The last token of an urgent batch subject (and suffix of its consumer): batches led by
+interactive items, which runners take ahead of the batch work they hold."""
+
+
+def batch_subject(model: str, version: int, *, urgent: bool = False) -> str:
+    """Where the scheduler publishes formed batches for runners of one model version; urgent
+    (interactive-led) batches go to a subject of their own, pulled ahead of the rest."""
+    base = f"{BATCHES_PREFIX}.{model}.{version}"
+    return f"{base}.{URGENT}" if urgent else base
 
 
 def dlq_subject(model: str, version: int) -> str:
@@ -66,9 +73,11 @@ def lane_consumer(model: str, priority: str, tenant: str) -> str:
     return f"lane_{model}_{priority}_{tenant}"
 
 
-def runner_consumer(model: str, version: int) -> str:
-    """Durable name of the pull consumer that every runner of one model version shares."""
-    return f"runners_{model}_{version}"
+def runner_consumer(model: str, version: int, *, urgent: bool = False) -> str:
+    """Durable name of the pull consumer that every runner of one model version shares (one
+    for its batch work, one for its urgent batches)."""
+    base = f"runners_{model}_{version}"
+    return f"{base}_{URGENT}" if urgent else base
 
 
 def parse_job_subject(subject: str) -> tuple[str, str, str]:
