@@ -87,6 +87,10 @@ class Inference:
         self._busy = busy
         self._tally = tally
         self._in_progress_s = max(MIN_IN_PROGRESS_S, settings.batch_ack_wait_s / 3)
+        self._to_bucket = backend.supported_shapes().exact or backend.simulated
+        """Pad each batch to its bucket (fixed-shape engines, and the simulated device that
+        stands in for one); else to its longest row: a dynamic-shape runtime (ONNX Runtime,
+        OpenVINO) then computes no all-padding columns (``padded_width``)."""
         """A batch running longer than AckWait must not be redelivered meanwhile: it says
         "in progress" three times per AckWait."""
 
@@ -111,7 +115,7 @@ class Inference:
         self._tally.add(len(items))
         now = time.time()
         out = Inferred()
-        # Every item of a batch is padded to its bucket: the same padded tokens each.
+        # Every item of a batch is padded to the same width: the same padded tokens each.
         shares = share_by_tokens(seconds, [batch.bucket] * len(items))
         for it, vec, us in zip(items, vectors, shares, strict=True):
             out.records.append(records.succeeded(it, vec, self._version, now,
@@ -124,7 +128,8 @@ class Inference:
     async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem]
                           ) -> tuple[np.ndarray, float]:
         """Run in a worker thread, telling JetStream the batch is in progress meanwhile."""
-        ids, mask = pad_batch([it.token_ids for it in items], bucket)
+        rows = [it.token_ids for it in items]
+        ids, mask = pad_batch(rows, bucket if self._to_bucket else padded_width(rows, bucket))
         work = asyncio.create_task(asyncio.to_thread(
             self._timed_run, ids, mask, bucket, [it.client_id for it in items]))
         while True:
@@ -143,3 +148,10 @@ class Inference:
             metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
                 seconds)
         return out, seconds
+
+
+def padded_width(rows: list[list[int]], bucket: int) -> int:
+    """The width a dynamic-shape batch is padded to: its longest row rounded up to a multiple
+    of 8, at most its bucket (a runtime that caches per shape sees few distinct widths)."""
+    longest = max(map(len, rows))
+    return min(bucket, -(-longest // 8) * 8)
