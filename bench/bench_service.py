@@ -14,8 +14,9 @@ text (Python standard library docstrings):
   timeline, and each process's CPU seconds over the job's window;
 - padding: padded tokens / real tokens with the scheduler's bucketing versus padding each
   arrival-order batch of 32 to its longest item;
-- isolation: a 1-item interactive job's latency (p50/p95) while the same N-item job runs a
-  second time, versus idle (and that job's items/s with the probes alongside);
+- isolation: a 1-item interactive job's latency (p50/p95) while the same N-item job runs
+  again (as many times as it takes to collect ``MIN_PROBES`` probes), versus idle (and that
+  job's items/s with the probes alongside);
 - batch-size distribution and runner busy ratio during the run;
 - submit-to-202 latency p50/p99 for 1-item and 1,000-item jobs, and status polls per second.
 
@@ -54,6 +55,10 @@ from models.build import ensure_default_model
 from models.repository import ModelRepository
 from models.tokenize import Encoded, TextTokenizer
 from schemas.states import Priority
+
+MIN_PROBES = 30
+"""Interactive probes the isolation phase collects at least (the big job runs again until
+then), so that its p95 is a measured figure, not the largest of five."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -157,10 +162,8 @@ async def service_run(
                 big, big_body, sched_port, runner_port, pids,
                 profile_dir if k == 0 else None))
             out["points"].append(await asyncio.to_thread(baseline))
-        # 2. Isolation: the big job again, with 1-item interactive probes alongside.
-        r = await big.post("/v1/jobs", json=big_body)
-        r.raise_for_status()
-        big_job = r.json()["job_id"]
+        # 2. Isolation: the big job again, with 1-item interactive probes alongside; again
+        #    until at least MIN_PROBES probes ran (a fast device finishes a job in ~2 s).
         under_load: list[float] = []
 
         async def probe() -> None:
@@ -171,10 +174,15 @@ async def service_run(
                 await asyncio.sleep(0.3)
 
         prober = asyncio.create_task(probe())
-        t0 = time.perf_counter()
-        await wait_done(big, big_job, 0.2)
-        out["probed_rate"] = len(texts) / (time.perf_counter() - t0)
+        rates = []
+        while not rates or len(under_load) < MIN_PROBES:
+            r = await big.post("/v1/jobs", json=big_body)
+            r.raise_for_status()
+            t0 = time.perf_counter()
+            await wait_done(big, r.json()["job_id"], 0.2)
+            rates.append(len(texts) / (time.perf_counter() - t0))
         prober.cancel()
+        out["probed_rate"] = statistics.mean(rates)
         out["under_load"] = under_load
     return out
 

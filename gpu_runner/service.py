@@ -135,8 +135,9 @@ class Runner:
     async def _run(self) -> None:
         """Receive and prepare, infer, write back — overlapped: while one batch is inferred
         the next is received and prepared (an urgent one taken first), and the previous one
-        is written back and acked (at most one write-back in flight, so acks stay in order
-        and memory stays bounded). Between two inferences there is only the hand-over."""
+        is written back and acked (one write-back in flight, two when an urgent batch's
+        starts early, so memory stays bounded). Between two inferences there is only the
+        hand-over."""
         inbox = Inbox([partial(self._receive, source) for source in self._sources])
         writing: asyncio.Task | None = None
         while not self._stopping.is_set():
@@ -167,16 +168,23 @@ class Runner:
 
     async def _process(self, work: Prepared, writing: asyncio.Task | None) -> asyncio.Task | None:
         """Infer ``work`` while the previous write-back finishes; returns the write-back now
-        in flight. A redelivery may have killed a runner: it runs alone, as its ledger
-        assumes, after the write-back in flight."""
+        in flight (an urgent batch's starts before the previous one has finished). A
+        redelivery may have killed a runner: it runs alone, as its ledger assumes, after the
+        write-back in flight."""
         if work.resume:
             await _finished(writing)
             await self._settle.guard(Stage.RESUME, work.msg, work.batch, self._resume(work))
             return None
         done = await self._settle.guard(Stage.INFER, work.msg, work.batch, self._infer(work))
+        # An urgent batch's write-back starts at once, beside the one in flight (two at most):
+        # its interactive items wait for their own rows, not for the batch work's.
+        early = self._write_back_task(work, done) if done and work.batch.urgent else None
         await _finished(writing)
         if done is None:
             return None
+        return early or self._write_back_task(work, done)
+
+    def _write_back_task(self, work: Prepared, done: Inferred) -> asyncio.Task:
         return asyncio.create_task(self._settle.guard(
             Stage.WRITE_BACK, work.msg, work.batch, self._write_back(work, done)))
 

@@ -65,6 +65,13 @@ class RunnerCredit:
         rate = (await self._pool(model, version, now)).token_rate
         return int(self._time_budget_s * rate) if rate else None
 
+    async def throughput_items(self, model: str, version: int, now: float, seconds: float
+                               ) -> int:
+        """Items the version's live runners get through in ``seconds``, from their measured
+        capacity (0 while nothing is measured)."""
+        pool = await self._pool(model, version, now)
+        return int(seconds * (pool.capacity or 0.0) * pool.count)
+
     async def urgent_wanted(self, model: str, version: int) -> int:
         """Urgent batches to form now: one per runner pull request waiting on the version's
         urgent consumer, minus the urgent batches already waiting there; 0 when no runner has

@@ -8,6 +8,7 @@ synchronous bookkeeping: the async shell does the acks and the in-progress exten
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -68,6 +69,12 @@ class HeldChunks:
     def release(self, key: ChunkKey) -> HeldChunk:
         """Stop holding a chunk (about to be acked)."""
         return self._held.pop(key)
+
+    def per_lane(self) -> Counter[tuple[str, str, str]]:
+        """Chunks held per lane, as (model, priority, tenant): JOBS still counts them (a
+        work queue keeps a message until it is acked), but none of them can be pulled."""
+        return Counter((h.chunk.model, h.chunk.priority, h.chunk.tenant)
+                       for h in self._held.values())
 
     def quiet(self, now: float, longer_than: float) -> list[HeldChunk]:
         """Chunks without progress for ``longer_than`` seconds: JetStream must hear that we

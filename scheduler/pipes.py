@@ -16,6 +16,10 @@ from schemas.states import Priority
 HOLD_BATCHES = 8
 """The formers may hold this many of the largest batch: enough to fill every bucket's batches,
 few enough that fairness is still decided in JOBS for everything else."""
+HOLD_S = 0.25
+"""The formers may also hold this long of the runners' measured throughput, where that is
+more: a fast device's buckets then fill before runners ask (full batches, not the fullest
+partial one), and fairness is still decided in JOBS beyond a quarter second of work."""
 DEFAULT_BATCH_SIZE = 64
 """The batch size the hold limit assumes before any model version has been seen."""
 
@@ -35,6 +39,8 @@ class ModelPipe:
     no_credit: bool = False
     """The last credit check found the runners' queue full: formation waits for a runner to
     take a batch, whatever the formers' deadlines say."""
+    hold_items: int = 0
+    """Items of ``HOLD_S`` of its runners' measured throughput (0: none measured)."""
     interactive_seen: float = float("-inf")
     """When an interactive item last arrived (monotonic): batches are sized by time while
     interactive traffic flows (``Settings.batch_time_budget_s``)."""
@@ -78,9 +84,10 @@ class ModelPipes:
 
     @property
     def hold_limit(self) -> int:
-        """Items the formers may hold (``HOLD_BATCHES`` of the largest batch size)."""
+        """Items the formers may hold: ``HOLD_BATCHES`` of the largest batch size, or
+        ``HOLD_S`` of a model version's runners' throughput if that is more."""
         sizes = [p.config.max_batch_size for p in self] or [DEFAULT_BATCH_SIZE]
-        return HOLD_BATCHES * max(sizes)
+        return max([HOLD_BATCHES * max(sizes), *(p.hold_items for p in self)])
 
     def next_deadline(self) -> float | None:
         """The earliest formation deadline among formers whose runners have room: a former

@@ -6,7 +6,7 @@ tenant that arrives later is not stuck behind what a replica already holds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from nats.aio.msg import Msg
 from nats.js import errors as jserr
@@ -18,8 +18,12 @@ from schemas.states import Priority
 
 PULLS_PER_STEP = 4
 """Chunks pulled per step at most, so that forming and publishing are not starved."""
-FETCH_TIMEOUT_S = 0.05
-"""How long one pull waits on a lane the backlog listed before calling it empty."""
+FETCH_TIMEOUT_S = 0.01
+"""How long one pull waits on a lane the backlog listed before calling it empty. The server
+answers a pull at once when the lane has a message, so this only bounds what a listed but
+empty lane costs (its messages all delivered, their acks not yet counted): the step waits it
+out, and an interactive chunk arriving meanwhile with it. Long enough to catch the next chunk
+of a job the gateway is still publishing (one every few milliseconds)."""
 INTERACTIVE_HOLD_DIVISOR = 4
 """Past the hold limit, interactive items are still pulled up to this fraction of the limit."""
 LANE_HINT_DEBOUNCE_S = 0.01
@@ -31,22 +35,29 @@ class FairPuller:
     have work and charged with the items each chunk brought."""
 
     def __init__(self, policy: FairShare, lanes: LaneConsumers, pipes: ModelPipes,
-                 accept: Callable[[Msg], Awaitable[int]], *, refresh_s: float):
+                 accept: Callable[[Msg], Awaitable[int]], *, refresh_s: float,
+                 held: Callable[[], Mapping[tuple[str, str, str], int]] = dict):
         self._policy = policy
         self._lanes = lanes
         self._pipes = pipes
         self._accept = accept
         """Takes a pulled message in; returns the items it brought."""
         self._refresh_s = refresh_s
+        self._held = held
+        """Chunks this replica holds per (model, priority, tenant) lane."""
         self._stale = False
+        self._urgent = False
         self._last_refresh = 0.0
         self.drained = False
         """The last ``pull`` emptied every lane it knew of: nothing more can be pulled now,
         so holding partial batches back for more items only delays them."""
 
-    def mark_stale(self) -> None:
-        """A new lane may have work (hint): list the lanes again soon."""
+    def mark_stale(self, *, interactive: bool = False) -> None:
+        """A new lane may have work (hint): list the lanes again soon. ``interactive``: an
+        interactive job's chunk was announced — the step ends its batch pulls, and the next
+        one pulls the interactive lanes first."""
         self._stale = True
+        self._urgent |= interactive
 
     def lanes(self) -> list[Lane]:
         """The lanes with work at the last refresh."""
@@ -59,19 +70,29 @@ class FairPuller:
         if (since > self._refresh_s or (self._stale and since > LANE_HINT_DEBOUNCE_S)
                 or not self._policy.lanes()):
             self._stale = False
-            self._policy.set_active((await self._lanes.backlog()).keys())
+            held = self._held()
+            # A lane whose every message is a chunk this replica holds has nothing to pull:
+            # listing it would cost an empty fetch's wait per visit, which an interactive
+            # chunk arriving meanwhile would pay.
+            self._policy.set_active(
+                lane for lane, n in (await self._lanes.backlog()).items()
+                if n > held.get((lane.model, lane.priority, lane.tenant), 0))
             self._last_refresh = now
 
     async def pull(self) -> bool:
         """Pull chunks while the formers hold less than their limit. Interactive lanes may be
-        pulled past it, so an urgent item never waits behind a full former of batch work."""
+        pulled past it, so an urgent item never waits behind a full former of batch work, and
+        go first after a hint announced one (the batch pulls still get one chunk a step)."""
         self.drained = False
-        if self._pipes.held_items >= self._pipes.hold_limit:
-            return await self._pull_interactive()
         pulled = False
-        for _ in range(PULLS_PER_STEP):
-            if self._pipes.held_items >= self._pipes.hold_limit:
-                break
+        if self._urgent:  # announced by a hint: ahead of this step's batch pulls
+            self._urgent = False
+            pulled = await self._pull_interactive()
+        if self._pipes.held_items >= self._pipes.hold_limit:
+            return await self._pull_interactive() or pulled
+        for n in range(PULLS_PER_STEP):
+            if self._pipes.held_items >= self._pipes.hold_limit or (n and self._urgent):
+                break  # a hint came in during the step: form, publish, then pull it
             lane = self._policy.next_lane()
             if lane is None:
                 break

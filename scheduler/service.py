@@ -39,7 +39,7 @@ from scheduler.held import HeldChunks
 from scheduler.intake import ChunkIntake, decode_chunk, record_formation, trace_for
 from scheduler.lanes import LaneConsumers
 from scheduler.observer import QueueObserver
-from scheduler.pipes import ModelPipe, ModelPipes
+from scheduler.pipes import HOLD_S, ModelPipe, ModelPipes
 from scheduler.publisher import BatchPublisher
 from scheduler.puller import FairPuller
 from schemas import subjects
@@ -74,7 +74,7 @@ class Scheduler:
         policy = FairShare(weight_of, quantum=s.fair_share_quantum,
                            interactive_multiplier=s.interactive_multiplier)
         self._puller = FairPuller(policy, self._lanes, self._pipes, self._accept,
-                                  refresh_s=s.lane_refresh_s)
+                                  refresh_s=s.lane_refresh_s, held=self._held.per_lane)
         self._runner_credit = RunnerCredit(js, runners, batches_per_runner=s.batches_per_runner,
                                            queue_s=s.runner_queue_s,
                                            max_batches=s.runner_queue_max_batches,
@@ -116,7 +116,7 @@ class Scheduler:
         self._wake.set()
 
     async def _on_work_arrived(self, msg: Msg) -> None:
-        self._puller.mark_stale()
+        self._puller.mark_stale(interactive=subjects.is_interactive_arrival(msg.subject))
         self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -211,6 +211,8 @@ class Scheduler:
         """Decide the pipe's batches — urgent ones first, then what its runners' credit
         covers — and publish them in order; on the first failure the rest go back to the
         former. True if any batch was published."""
+        pipe.hold_items = await self._runner_credit.throughput_items(
+            pipe.name, pipe.version, now, HOLD_S)
         timed = now - pipe.interactive_seen < self._s.batch_time_budget_window_s
         pipe.former.limit_tokens(
             await self._runner_credit.token_budget(pipe.name, pipe.version, now) if timed
@@ -236,18 +238,28 @@ class Scheduler:
 
     async def _publish_formed(self, pipe: ModelPipe, formed: list[FormedBatch], now: float,
                               *, urgent: bool = False) -> int:
-        """Publish formed batches in order; on the first failure that one and the rest go
-        back to the former. Returns how many were published."""
-        for n, fb in enumerate(formed):
-            try:
-                await self._publisher.publish(self._dispatch.to_batch(pipe, fb, urgent=urgent))
-            except Exception as exc:  # noqa: BLE001 - any publish failure: retry later
-                self._dispatch.failed(pipe, formed[n:], exc, now)
-                return n
+        """Publish formed batches pipelined — all sent in order on one connection, then their
+        PubAcks awaited together, so a step pays one round trip (and one storage sync), not
+        one per batch, and an interactive chunk arriving meanwhile waits less. Those not
+        acknowledged go back to the former (and publishing backs off). Returns how many
+        were published."""
+        if not formed:
+            return 0
+        outcomes = await asyncio.gather(
+            *(self._publisher.publish(self._dispatch.to_batch(pipe, fb, urgent=urgent))
+              for fb in formed), return_exceptions=True)
+        unsent, error = [], None
+        for fb, outcome in zip(formed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # any publish failure: retry later
+                unsent.append(fb)
+                error = outcome
+                continue
             faults.crash_point("scheduler.after_publish")
             self._dispatch.published(pipe, fb, now)
             self._runner_credit.observe_batch(pipe.name, pipe.version, len(fb.items))
-        return len(formed)
+        if error is not None:
+            self._dispatch.failed(pipe, unsent, error, now)
+        return len(formed) - len(unsent)
 
     async def _credit(self, pipe: ModelPipe) -> int:
         """Batches the pipe's runners can take now (``RunnerCredit``)."""

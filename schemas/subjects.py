@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.states import Priority
+
 JOBS_STREAM = "JOBS"
 BATCHES_STREAM = "BATCHES"
 DLQ_STREAM = "DLQ"
@@ -66,6 +68,12 @@ def work_arrived_subject(model: str, priority: str, tenant: str) -> str:
 
 
 WORK_ARRIVED_FILTER = f"{SIGNAL_PREFIX}.work_arrived.>"
+
+
+def is_interactive_arrival(subject: str) -> bool:
+    """Whether a work-arrived hint announces an interactive job's chunk."""
+    parts = subject.split(".")
+    return len(parts) == 6 and parts[4] == Priority.INTERACTIVE.value
 
 
 def lane_consumer(model: str, priority: str, tenant: str) -> str:
