@@ -72,16 +72,22 @@ class RunnerCredit:
         pool = await self._pool(model, version, now)
         return int(seconds * (pool.capacity or 0.0) * pool.count)
 
+    async def _unclaimed_pulls(self, model: str, version: int, *, urgent: bool = False
+                               ) -> int | None:
+        """Runner pull requests waiting on the version's consumer minus the batches already
+        waiting there; None when no runner has ever pulled from it."""
+        try:
+            info = await self._js.consumer_info(
+                subjects.BATCHES_STREAM, subjects.runner_consumer(model, version, urgent=urgent))
+        except jserr.NotFoundError:
+            return None
+        return (info.num_waiting or 0) - (info.num_pending or 0)
+
     async def urgent_wanted(self, model: str, version: int) -> int:
         """Urgent batches to form now: one per runner pull request waiting on the version's
         urgent consumer, minus the urgent batches already waiting there; 0 when no runner has
         ever pulled urgent work (an older runner: interactive items go with the batch work)."""
-        try:
-            info = await self._js.consumer_info(
-                subjects.BATCHES_STREAM, subjects.runner_consumer(model, version, urgent=True))
-        except jserr.NotFoundError:
-            return 0
-        return (info.num_waiting or 0) - (info.num_pending or 0)
+        return await self._unclaimed_pulls(model, version, urgent=True) or 0
 
     async def batches_wanted(self, model: str, version: int, now: float) -> int:
         """Batches to form now: one per runner pull request waiting on the model version's
@@ -89,10 +95,8 @@ class RunnerCredit:
         formed ahead per live runner (``batches_per_runner``, or ``runner_queue_s`` of its
         measured throughput if more), minus the batches already waiting. No runner, no
         batches: the work stays in JOBS, where fair share applies."""
-        try:
-            info = await self._js.consumer_info(subjects.BATCHES_STREAM,
-                                                subjects.runner_consumer(model, version))
-        except jserr.NotFoundError:  # no runner has ever started
+        unclaimed = await self._unclaimed_pulls(model, version)
+        if unclaimed is None:  # no runner has ever started
             return 0
         queued = 0
         mean = self._batch_items.get((model, version))
@@ -103,4 +107,4 @@ class RunnerCredit:
                 ahead = max(ahead, batches_ahead(self._queue_s, pool.capacity, mean,
                                                  self._max_batches))
             queued = ahead * pool.count
-        return (info.num_waiting or 0) + queued - (info.num_pending or 0)
+        return unclaimed + queued

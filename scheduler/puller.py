@@ -84,12 +84,12 @@ class FairPuller:
         pulled past it, so an urgent item never waits behind a full former of batch work, and
         go first after a hint announced one (the batch pulls still get one chunk a step)."""
         self.drained = False
-        pulled = False
-        if self._urgent:  # announced by a hint: ahead of this step's batch pulls
-            self._urgent = False
-            pulled = await self._pull_interactive()
-        if self._pipes.held_items >= self._pipes.hold_limit:
-            return await self._pull_interactive() or pulled
+        full = self._pipes.held_items >= self._pipes.hold_limit
+        urgent, self._urgent = self._urgent, False
+        # A hint announced an interactive chunk: its lanes go ahead of this step's batch pulls.
+        pulled = await self._pull_interactive() if urgent or full else False
+        if full:
+            return pulled
         for n in range(PULLS_PER_STEP):
             if self._pipes.held_items >= self._pipes.hold_limit or (n and self._urgent):
                 break  # a hint came in during the step: form, publish, then pull it
@@ -113,9 +113,11 @@ class FairPuller:
                     or held >= self._pipes.hold_limit // INTERACTIVE_HOLD_DIVISOR):
                 continue
             n = await self._pull_from(lane)
-            if n is not None:
-                held += n
-                pulled = True
+            if n is None:
+                self._policy.deactivate(lane)  # listed again by the next refresh or hint
+                continue
+            held += n
+            pulled = True
         return pulled
 
     async def _pull_from(self, lane: Lane) -> int | None:

@@ -83,7 +83,8 @@ def select_auto(
         return reference
     candidate = create_backend(kind, version_dir, config, threads=threads, streams=streams)
     try:
-        tokenizer = TextTokenizer.from_dir(version_dir, config)
+        # A handful of texts: the HF path alone (the fast path's word cache would cost more).
+        tokenizer = TextTokenizer.from_dir(version_dir, config, fast=False)
         cosine = self_check(candidate, reference, tokenizer)
     except BackendError as exc:
         candidate.close()
