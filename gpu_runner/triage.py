@@ -8,11 +8,8 @@ from collections import defaultdict
 from gpu_runner import records
 from gpu_runner.writeback import WriteBack
 from schemas.bus import Batch, BatchItem
-from schemas.errors import ErrorCode, ItemError
 from schemas.states import TERMINAL_JOB
 from store.results.base import ItemRecord
-
-LATE = ItemError.of(ErrorCode.DEADLINE_EXCEEDED, "the job's deadline passed before the item ran")
 
 
 class Triage:
@@ -24,9 +21,12 @@ class Triage:
         self._version = version
 
     async def sort(self, batch: Batch, now: float) -> tuple[list[ItemRecord], list[BatchItem]]:
-        """Results to record without running (pre-failed, past the deadline) and items to run.
-        Items of jobs that are terminal (cancelled, deadline passed) or gone (expired) are
-        stale: nothing is written for them."""
+        """Results to record without running (pre-failed) and items to run. Items of jobs
+        that are terminal (cancelled, deadline passed) or gone (expired) are stale: nothing is
+        written for them. Nor for items of a job past its deadline but not yet ended: the
+        gateway's job-level end, due at the deadline, fails every item not yet counted and
+        ends the job ``failed`` with ``deadline_exceeded`` — counting them failed here, one
+        by one, could count the job's last item first and end it by its counts instead."""
         indexes: dict[str, list[int]] = defaultdict(list)
         for it in batch.items:
             indexes[it.job_id].append(it.index)
@@ -40,8 +40,6 @@ class Triage:
         for it in batch.items:
             if it.job_id not in live:
                 continue
-            if batch.deadlines.get(it.job_id, float("inf")) <= now:
-                known.append(records.failed(it, LATE, self._version, now))
-            else:
+            if batch.deadlines.get(it.job_id, float("inf")) > now:
                 run.append(it)
         return known, run

@@ -1,7 +1,8 @@
 """Chunk intake: decode a chunk, hold it, tokenize its texts, queue its items in the former.
 
-Items that fail before inference (empty text, an expired deadline) go into a batch of their
-own, published at once, so that they settle their chunk like any other item.
+Items the tokenizer rejects (empty text) go into a batch of their own, published at once, so
+that they settle their chunk like any other item. A chunk of a job past its deadline is settled
+with nothing queued or published: the job-level end fails its items (``past_deadline``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from scheduler.former import PendingItem
 from scheduler.held import ChunkKey, HeldChunk, HeldChunks
 from scheduler.pipes import ModelPipe, ModelPipes
 from schemas.bus import CHUNK_DECODER, Batch, Chunk, FailedItem
-from schemas.errors import ErrorCode
 from schemas.states import Priority
 
 log = logging.getLogger("inferq.scheduler")
@@ -60,20 +60,25 @@ def record_formation(held: HeldChunk) -> None:
                     "inferq.model": chunk.model, "inferq.priority": chunk.priority})
 
 
+def past_deadline(chunk: Chunk, wall: float) -> bool:
+    """The chunk's job is past its deadline at ``wall``: its items are not run, and nothing
+    is written for them here. The gateway's job-level end (scheduled at the deadline when
+    the job was accepted) fails every item not yet counted, in the one write order that
+    ends the job ``failed`` with ``deadline_exceeded``; failing them one by one here could
+    count the job's last item first, ending it by its counts without the deadline's error."""
+    return chunk.deadline is not None and wall >= chunk.deadline
+
+
 def place(pipe: ModelPipe, chunk: Chunk, key: ChunkKey, encoded: list, trace: str | None, *,
           now: float, wall: float) -> None:
-    """Queue each tokenized item in the pipe's former; the items that failed (tokenizer error,
-    or the job's deadline already passed at ``wall``) go to ``pipe.unsent`` as one batch."""
+    """Queue each tokenized item in the pipe's former; the items the tokenizer rejected go to
+    ``pipe.unsent`` as one batch of failed items (created at ``wall``)."""
     failed: list[FailedItem] = []
-    expired = chunk.deadline is not None and wall >= chunk.deadline
     priority = Priority(chunk.priority)
     if priority is Priority.INTERACTIVE:
         pipe.interactive_seen = now
     for it, enc in zip(chunk.items, encoded, strict=True):
-        if expired:
-            failed.append(FailedItem(chunk.job_id, it.index, ErrorCode.DEADLINE_EXCEEDED.value,
-                                     "the job's deadline passed before the item ran", it.id))
-        elif isinstance(enc, Encoded):
+        if isinstance(enc, Encoded):
             pipe.former.add(PendingItem(chunk.job_id, it.index, enc.ids, priority, now, key,
                                         enc.truncated, it.id))
         else:
@@ -93,14 +98,20 @@ class ChunkIntake:
         self._held = held
 
     async def admit(self, msg: Msg, chunk: Chunk, trace: str | None) -> ModelPipe | None:
-        """Hold the chunk and queue its items; returns its pipe, or None for a redelivery of
-        a chunk still held (the first copy is kept; JetStream is told we are on it)."""
+        """Hold the chunk and queue its items; returns its pipe, or None when nothing was
+        queued: a redelivery of a chunk still held (the first copy is kept; JetStream is told
+        we are on it), or a chunk of a job past its deadline, acked with nothing published —
+        its items are the job-level end's to fail (``past_deadline``)."""
         key = (chunk.job_id, chunk.chunk)
         if key in self._held:
             await msg.in_progress()
             return None
-        pipe = self._pipes.get(chunk.model, chunk.model_version)
         now = time.monotonic()
+        if past_deadline(chunk, time.time()):
+            self._held.hold(key, msg, chunk, trace)
+            self._held.settle([(key, len(chunk.items))], now)
+            return None
+        pipe = self._pipes.get(chunk.model, chunk.model_version)
         self._held.hold(key, msg, chunk, trace)
         encoded = await asyncio.to_thread(pipe.tokenizer.encode, [it.text for it in chunk.items])
         place(pipe, chunk, key, encoded, trace, now=now, wall=time.time())

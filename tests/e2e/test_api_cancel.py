@@ -234,3 +234,20 @@ async def test_a_deadline_mid_run_keeps_what_finished_in_time(settings) -> None:
         await assert_exact(svc, c, doc["job_id"])
         codes = {i["error"]["code"] for i in await all_results(c, doc["job_id"], "failed")}
         assert codes <= {ErrorCode.DEADLINE_EXCEEDED.value}
+
+
+async def test_items_met_past_the_deadline_wait_for_the_job_level_end(settings) -> None:
+    # The sweeper runs seldom here, so the scheduler and runner meet most of the job's items
+    # after its deadline and before its end. They leave those items to that end rather than
+    # failing them one by one: otherwise the job's last item would be counted first and the
+    # job would end by its counts ("succeeded", partial) without the deadline's error.
+    async with running(settings, runners=1, schedulers=1, sweep_interval_s=3.0) as svc, \
+            svc.client() as c:
+        r = await c.post("/v1/jobs", json={**job(2000), "timeout_s": 1.0})
+        job_id = r.json()["job_id"]
+        doc = await wait_terminal(c, job_id, within=30)
+        assert (doc["status"], doc["error"] and doc["error"]["code"]) == (
+            "failed", "deadline_exceeded"), doc
+        await assert_exact(svc, c, job_id)
+        failed = await all_results(c, job_id, "failed")
+        assert failed and {i["error"]["code"] for i in failed} == {"deadline_exceeded"}

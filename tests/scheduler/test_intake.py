@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from models.tokenize import Encoded, ItemRejection
-from scheduler.intake import place
+from scheduler.held import HeldChunks
+from scheduler.intake import ChunkIntake, past_deadline, place
 from schemas.errors import ErrorCode
 from schemas.states import Priority
 from tests.scheduler.helpers import chunk, pipe
@@ -28,10 +29,15 @@ def test_rejected_items_become_one_batch_of_failed_items_with_the_jobs_trace() -
     assert [f.index for f in batch.failed] == [1, 2] and len(p.former) == 1
 
 
-def test_past_its_deadline_every_item_fails_before_inference() -> None:
-    p = pipe()
-    place(p, chunk(n=2, deadline=50.0), ("j", 0), [Encoded([1]), Encoded([2])], None,
-          now=1.0, wall=100.0)
-    [(batch, _)] = p.unsent
-    assert {f.code for f in batch.failed} == {ErrorCode.DEADLINE_EXCEEDED.value}
-    assert len(p.former) == 0 and batch.traces == {}
+async def test_a_chunk_past_its_deadline_is_settled_with_nothing_queued_or_published() -> None:
+    # Its items are the job-level end's to fail (the gateway's sweeper, at the deadline).
+    held = HeldChunks()
+    intake = ChunkIntake(pipes=None, held=held)  # no pipe is consulted for it
+    assert await intake.admit(object(), chunk(n=2, deadline=50.0), None) is None
+    assert held.settled() == [("j", 0)]
+
+
+def test_a_chunk_is_past_its_deadline_from_the_deadline_on() -> None:
+    assert not past_deadline(chunk(deadline=None), 1e12)
+    assert not past_deadline(chunk(deadline=50.0), 49.9)
+    assert past_deadline(chunk(deadline=50.0), 50.0)
