@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from bench.texts import stdlib_texts
 from gpu_runner.backends import create_backend
+from gpu_runner.backends.base import Backend
+from gpu_runner.infer import padded_width
 from models.bucketing import pad_batch
 from models.config import ModelConfig
 from scheduler.former import BatchFormer, PendingItem
@@ -64,17 +69,34 @@ def padding(encoded: list[list[int]], cfg: ModelConfig) -> tuple[float, float]:
     return padded_bucketed / real, padded_arrival / real
 
 
+def one_by_one(backend: Backend, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Each batch on the whole device, one after another."""
+    for ids, mask in batches:
+        backend.run(ids, mask)
+
+
+def side_by_side(backend: Backend, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``concurrency`` batches in flight, each whole on its own share of the device: how a
+    runner with work backing up drives a backend that runs batches side by side."""
+    with ThreadPoolExecutor(backend.concurrency) as pool:
+        for _ in pool.map(lambda b: backend.run(*b, shared=True), batches):
+            pass
+
+
 def backend_alone(
     kind: str, threads: int | None, streams: int | None, vdir: Path, cfg: ModelConfig,
     encoded: list[list[int]],
 ) -> float:
-    """Items/s of the backend alone over ideal batches of ``encoded`` (warmed up first)."""
+    """Items/s of the backend alone over ideal batches of ``encoded`` (warmed up first),
+    padded and run as a busy runner does (``padded_width`` on a dynamic-shape runtime; side
+    by side where the backend can)."""
     backend = create_backend(kind, vdir, cfg, threads=threads, streams=streams)
     backend.warmup()
-    batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
+    exact = backend.supported_shapes().exact or backend.simulated
+    batches = [pad_batch(ids, bucket if exact else padded_width(ids, bucket))
+               for bucket, ids in ideal_batches(encoded, cfg)]
     t0 = time.perf_counter()
-    for ids, mask in batches:
-        backend.run(ids, mask)
+    (side_by_side if backend.concurrency > 1 else one_by_one)(backend, batches)
     elapsed = time.perf_counter() - t0
     backend.close()
     return len(encoded) / elapsed
@@ -86,7 +108,6 @@ def openvino_throughput_alone(vdir: Path, encoded: list[list[int]], *, batch: in
     ``requests`` infer requests in flight through an ``AsyncInferQueue``, over batches of
     ``batch`` texts sorted by length, each padded to its longest (warmed up first): the
     strongest plain use of the runtime we know on a CPU, and no batcher of ours involved."""
-    import numpy as np
     import openvino as ov
 
     core = ov.Core()

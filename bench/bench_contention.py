@@ -5,8 +5,9 @@ one multi-threaded inference pass waits at each layer for its slowest thread, so
 that takes a core for a few milliseconds stalls all of them. This measures it: ideal
 (length-sorted, bucketed) batches of real text, with a neighbour process that burns a given
 fraction of one core in 1 ms slices (roughly how the scheduler, NATS, Redis and the gateway
-wake up), for the backend's default (OpenVINO: large batches split between two streams), one
-stream on all threads (the previous default), and one thread.
+wake up), for the backend's streams running two whole batches side by side (how a runner with
+work backing up drives it), its default alone (OpenVINO: large batches split between two
+streams), one stream on all threads, and one thread.
 
     python bench/bench_contention.py            # 3,000 texts, neighbours 0, 0.15, 0.33, 0.6 core
     python bench/bench_contention.py --items 1000 --loads 0 0.33
@@ -22,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import ideal_batches, texts_for
+from bench.baselines import ideal_batches, one_by_one, side_by_side, texts_for
 from gpu_runner.backends import create_backend
+from gpu_runner.infer import padded_width
 from models.bucketing import pad_batch
 from models.build import ensure_default_model
 from models.repository import ModelRepository
@@ -51,11 +53,18 @@ def main() -> None:
     tok = TextTokenizer.from_dir(vdir, cfg)
     texts = texts_for(args.items)
     encoded = [e.ids for e in tok.encode(texts) if isinstance(e, Encoded)]
-    batches = [pad_batch(ids, bucket) for bucket, ids in ideal_batches(encoded, cfg)]
-    configs = {"default": (None, None), "one stream": (None, 1), "one thread": (1, 1)}
+    # Padded as a runner pads for a dynamic-shape runtime: to the longest row, rounded to 8.
+    batches = [pad_batch(ids, padded_width(ids, bucket))
+               for bucket, ids in ideal_batches(encoded, cfg)]
+    configs = {"side by side": (None, None), "default": (None, None), "one stream": (None, 1),
+               "one thread": (1, 1)}
     for name, (threads, streams) in configs.items():
         backend = create_backend(args.backend, vdir, cfg, threads=threads, streams=streams)
         backend.warmup()
+        if name == "side by side" and backend.concurrency < 2:
+            backend.close()
+            continue
+        run_all = side_by_side if name == "side by side" else one_by_one
         base = None
         for load in args.loads:
             stop = mp.Event()
@@ -64,8 +73,7 @@ def main() -> None:
                 proc.start()
                 time.sleep(0.2)
             t0 = time.perf_counter()
-            for ids, mask in batches:
-                backend.run(ids, mask)
+            run_all(backend, batches)
             rate = len(encoded) / (time.perf_counter() - t0)
             stop.set()
             if proc:

@@ -9,9 +9,21 @@ from collections import deque
 from contextlib import contextmanager
 
 
+def covered(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] inside at least one span: batches run side by side count
+    their common time once."""
+    total, reach = 0.0, start
+    for s, e in sorted(spans):
+        s, e = max(s, reach), min(e, end)
+        if e > s:
+            total += e - s
+            reach = e
+    return total
+
+
 class BusyMeter:
-    """Spans of backend work over a sliding window; written by the inference thread, read
-    by the heartbeat."""
+    """Spans of backend work over a sliding window (several may overlap: batches run side
+    by side); written by the inference threads, read by the heartbeat."""
 
     def __init__(self, window_s: float = 30.0):
         self._window = window_s
@@ -36,27 +48,33 @@ class BusyMeter:
                 self._spans.popleft()
             return start, list(self._spans)
 
+    def _busy(self, now: float) -> tuple[float, list[tuple[float, float, int, int]]]:
+        """Busy seconds of the spans in the window (whole spans, overlaps counted once)."""
+        _, spans = self._window_spans(now)
+        return covered([(s, e) for s, e, _, _ in spans], float("-inf"), float("inf")), spans
+
     def ratio(self, now: float | None = None) -> float:
         """Fraction of the window (or of the time since start, if shorter) spent busy."""
         now = time.monotonic() if now is None else now
         start, spans = self._window_spans(now)
-        busy = sum(min(e, now) - max(s, start) for s, e, _, _ in spans if e > start)
+        busy = covered([(s, e) for s, e, _, _ in spans], start, now)
         span = now - start
         return min(1.0, busy / span) if span > 0 else 0.0
 
     def capacity(self, now: float | None = None) -> float | None:
         """Items per second of busy time over the window; None before any work."""
         now = time.monotonic() if now is None else now
-        _, spans = self._window_spans(now)
-        busy = sum(e - s for s, e, _, _ in spans)
+        busy, spans = self._busy(now)
         items = sum(n for _, _, n, _ in spans)
         return items / busy if busy > 0 and items > 0 else None
 
     def token_rate(self, now: float | None = None) -> float | None:
-        """Padded tokens per second of busy time over the window; None before any work. Sizes
-        batches by time (``Settings.batch_time_budget_s``), whatever their shape."""
+        """Padded tokens per second of a batch's own run over the window; None before any
+        work. Sizes batches by time (``Settings.batch_time_budget_s``), whatever their shape:
+        batches run side by side each progress at their share's speed, so this adds their
+        durations rather than counting common time once (as ``capacity`` does)."""
         now = time.monotonic() if now is None else now
         _, spans = self._window_spans(now)
-        busy = sum(e - s for s, e, _, _ in spans)
+        took = sum(e - s for s, e, _, _ in spans)
         tokens = sum(t for _, _, _, t in spans)
-        return tokens / busy if busy > 0 and tokens > 0 else None
+        return tokens / took if took > 0 and tokens > 0 else None

@@ -25,6 +25,9 @@ class Inbox:
         """``receives`` in order of precedence: an earlier source's ready batch goes first."""
         self._receives = list(receives)
         self._tasks: list[asyncio.Task | None] = [None] * len(self._receives)
+        self.backlogged = False
+        """Whether the batch ``next`` last returned was ready before it was asked for: work is
+        backing up (the runner then runs batches side by side, see ``gpu_runner.inflight``)."""
 
     def _start_missing(self) -> None:
         for i, task in enumerate(self._tasks):
@@ -37,7 +40,8 @@ class Inbox:
         (ask again). A source's exception is raised, and it starts over on the next call."""
         self._start_missing()
         tasks = [t for t in self._tasks if t is not None]
-        if not any(t.done() for t in tasks):
+        self.backlogged = any(t.done() for t in tasks)
+        if not self.backlogged:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for i, task in enumerate(self._tasks):
             if task is not None and task.done():

@@ -78,7 +78,8 @@ class InferredTally:
 
 
 class Inference:
-    """Runs items of one model version on its backend, one call at a time."""
+    """Runs items of one model version on its backend: one batch at a time, or side by side
+    up to the backend's ``concurrency`` (the runner decides)."""
 
     def __init__(self, settings: Settings, backend: Backend, model: str, version: int,
                  busy: BusyMeter, tally: InferredTally):
@@ -94,12 +95,19 @@ class Inference:
         """A batch running longer than AckWait must not be redelivered meanwhile: it says
         "in progress" three times per AckWait."""
 
-    async def run(self, msg: Msg, batch: Batch, items: list[BatchItem]) -> Inferred:
+    @property
+    def concurrency(self) -> int:
+        """Batches the backend can run side by side (``Backend.concurrency``)."""
+        return self._backend.concurrency
+
+    async def run(self, msg: Msg, batch: Batch, items: list[BatchItem], *,
+                  shared: bool = False) -> Inferred:
         """One record per item, and the usage of each that succeeded. A part that fails as a
         whole is split in two and each half run again, down to single items: only the item
-        that fails alone is failed."""
+        that fails alone is failed. ``shared``: other batches run beside it, each on its own
+        share of the device (``Backend.run``)."""
         try:
-            vectors, seconds = await self._run_leased(msg, batch.bucket, items)
+            vectors, seconds = await self._run_leased(msg, batch.bucket, items, shared)
         except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
             if len(items) == 1:
                 [it] = items
@@ -108,15 +116,17 @@ class Inference:
                 err = ItemError.of(ErrorCode.INTERNAL_ERROR, f"inference failed: {exc}")
                 return Inferred([records.failed(it, err, self._version, time.time())])
             mid = len(items) // 2
-            return (await self.run(msg, batch, items[:mid])
-                    + await self.run(msg, batch, items[mid:]))
+            return (await self.run(msg, batch, items[:mid], shared=shared)
+                    + await self.run(msg, batch, items[mid:], shared=shared))
         faults.crash_point("runner.after_inference")
         metrics.ITEMS_INFERRED.labels(self._model).inc(len(items))
         self._tally.add(len(items))
         now = time.time()
         out = Inferred()
-        # Every item of a batch is padded to the same width: the same padded tokens each.
-        shares = share_by_tokens(seconds, [batch.bucket] * len(items))
+        # Every item of a batch is padded to the same width: the same padded tokens each. A
+        # batch run beside others had its share of the device for that time, not all of it.
+        device = 1 / self._backend.concurrency if shared else 1.0
+        shares = share_by_tokens(seconds * device, [batch.bucket] * len(items))
         for it, vec, us in zip(items, vectors, shares, strict=True):
             out.records.append(records.succeeded(it, vec, self._version, now,
                                                  simulated=self._backend.simulated))
@@ -125,13 +135,13 @@ class Inference:
                 metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
         return out
 
-    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem]
+    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem], shared: bool
                           ) -> tuple[np.ndarray, float]:
         """Run in a worker thread, telling JetStream the batch is in progress meanwhile."""
         rows = [it.token_ids for it in items]
         ids, mask = pad_batch(rows, bucket if self._to_bucket else padded_width(rows, bucket))
         work = asyncio.create_task(asyncio.to_thread(
-            self._timed_run, ids, mask, bucket, [it.client_id for it in items]))
+            self._timed_run, ids, mask, bucket, [it.client_id for it in items], shared))
         while True:
             done, _ = await asyncio.wait({work}, timeout=self._in_progress_s)
             if done:
@@ -139,11 +149,11 @@ class Inference:
             await msg.in_progress()
 
     def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
-                   client_ids: list[str | None]) -> tuple[np.ndarray, float]:
+                   client_ids: list[str | None], shared: bool) -> tuple[np.ndarray, float]:
         with self._busy.busy(len(ids), ids.size):
             t0 = time.perf_counter()
             faults.crash_if_poison(client_ids)
-            out = self._backend.run(ids, mask)
+            out = self._backend.run(ids, mask, shared=shared)
             seconds = time.perf_counter() - t0
             metrics.INFERENCE_SECONDS.labels(self._model, self._backend.name, str(bucket)).observe(
                 seconds)

@@ -1,6 +1,7 @@
 """The runner: one model version's batches through a pipeline of named stages — receive,
 prepare, infer, write back, ack/nak — with the next batch received and prepared while this one
-is inferred, and the previous one written back meanwhile.
+is inferred (beside others where the backend runs batches side by side), and the previous ones
+written back meanwhile.
 
 Each stage lives in its own module (``receive``, ``prepare``, ``infer``, ``writeback``,
 ``settle``; a redelivered batch goes through ``resume``); every stage runs under
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 
 from nats.aio.client import Client as NATS
@@ -27,6 +29,7 @@ from gpu_runner.deadletter import DeadLetters
 from gpu_runner.gpu_util import GpuUtilisation
 from gpu_runner.inbox import Inbox
 from gpu_runner.infer import Inference, Inferred, InferredTally
+from gpu_runner.inflight import InFlight
 from gpu_runner.prepare import Prepared, Preparer
 from gpu_runner.receive import BatchSource, decode
 from gpu_runner.redelivery import RedeliveryLedger
@@ -133,25 +136,38 @@ class Runner:
     # ------------------------------------------------------------------ the pipeline
 
     async def _run(self) -> None:
-        """Receive and prepare, infer, write back — overlapped: while one batch is inferred
-        the next is received and prepared (an urgent one taken first), and the previous one
-        is written back and acked (one write-back in flight, two when an urgent batch's
-        starts early, so memory stays bounded). Between two inferences there is only the
-        hand-over."""
+        """Receive and prepare, infer, write back — overlapped: while batches are inferred
+        the next is received and prepared (an urgent one taken first), and the previous ones
+        are written back and acked. Up to the backend's ``concurrency`` batches are inferred
+        side by side (``gpu_runner.inflight``); between two inferences there is only the
+        hand-over. A redelivery may have killed a runner: it runs alone, as its ledger
+        assumes, once every batch in hand is written back."""
         inbox = Inbox([partial(self._receive, source) for source in self._sources])
-        writing: asyncio.Task | None = None
-        while not self._stopping.is_set():
-            try:
-                work = await inbox.next()
-            except Exception:
-                log.warning("fetch failed", exc_info=True)
-                await asyncio.sleep(FETCH_ERROR_PAUSE_S)
-                continue
-            if work is not None and not self._stopping.is_set():
-                writing = await self._process(work, writing)
-            elif work is not None:
-                await self._settle.give_back(work.msg)
-        await _finished(writing)
+        hands = InFlight(self._inference.concurrency)
+        try:
+            while not self._stopping.is_set():
+                await hands.room()
+                try:
+                    work = await inbox.next()
+                except Exception:
+                    log.warning("fetch failed", exc_info=True)
+                    await asyncio.sleep(FETCH_ERROR_PAUSE_S)
+                    continue
+                if work is None:
+                    continue
+                if self._stopping.is_set():
+                    await self._settle.give_back(work.msg)
+                elif work.resume:
+                    await hands.drain()
+                    await self._settle.guard(Stage.RESUME, work.msg, work.batch,
+                                             self._resume(work))
+                else:
+                    hands.launch(partial(self._batch, work),
+                                 shared=hands.shared(inbox.backlogged))
+            await hands.drain()
+        except asyncio.CancelledError:
+            hands.cancel()
+            raise
         for work in await inbox.close():
             await self._settle.give_back(work.msg)
 
@@ -166,35 +182,24 @@ class Runner:
         return await self._settle.guard(Stage.PREPARE, msg, batch,
                                         self._preparer.prepare(msg, batch))
 
-    async def _process(self, work: Prepared, writing: asyncio.Task | None) -> asyncio.Task | None:
-        """Infer ``work`` while the previous write-back finishes; returns the write-back now
-        in flight (an urgent batch's starts before the previous one has finished). A
-        redelivery may have killed a runner: it runs alone, as its ledger assumes, after the
-        write-back in flight."""
-        if work.resume:
-            await _finished(writing)
-            await self._settle.guard(Stage.RESUME, work.msg, work.batch, self._resume(work))
-            return None
-        done = await self._settle.guard(Stage.INFER, work.msg, work.batch, self._infer(work))
-        # An urgent batch's write-back starts at once, beside the one in flight (two at most):
-        # its interactive items wait for their own rows, not for the batch work's.
-        early = self._write_back_task(work, done) if done and work.batch.urgent else None
-        await _finished(writing)
-        if done is None:
-            return None
-        return early or self._write_back_task(work, done)
+    async def _batch(self, work: Prepared, shared: bool, inferred: Callable[[], None]) -> None:
+        """Infer stage, then (the device handed on) write-back and ack stages."""
+        try:
+            done = await self._settle.guard(Stage.INFER, work.msg, work.batch,
+                                            self._infer(work, shared))
+        finally:
+            inferred()
+        if done is not None:
+            await self._settle.guard(Stage.WRITE_BACK, work.msg, work.batch,
+                                     self._write_back(work, done))
 
-    def _write_back_task(self, work: Prepared, done: Inferred) -> asyncio.Task:
-        return asyncio.create_task(self._settle.guard(
-            Stage.WRITE_BACK, work.msg, work.batch, self._write_back(work, done)))
-
-    async def _infer(self, work: Prepared) -> Inferred:
+    async def _infer(self, work: Prepared, shared: bool) -> Inferred:
         """Infer stage: every item's result (known without inference, and inferred) and
         the usage of those that ran."""
         if not work.run:
             return Inferred(work.records)
         return Inferred(work.records) + await self._inference.run(work.msg, work.batch,
-                                                                  work.run)
+                                                                  work.run, shared=shared)
 
     async def _write_back(self, work: Prepared, done: Inferred) -> None:
         """Write-back and ack stages: results first, the ack only once all are written."""
@@ -214,8 +219,3 @@ class Runner:
         await self._tally.report(
             lambda n: self._registry.count_inferred(self._model, self._version, n))
 
-
-async def _finished(task: asyncio.Task | None) -> None:
-    """Wait for a guarded stage task (it settles its own failures)."""
-    if task is not None:
-        await task

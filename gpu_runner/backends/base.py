@@ -133,8 +133,19 @@ class Backend(abc.ABC):
             ids[:, 0], ids[:, -1] = 101, 102
             self.run(ids, np.ones_like(ids))
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Embed one padded batch: int64 [B, S] ids and mask -> float32 [B, output_dim]."""
+    @property
+    def concurrency(self) -> int:
+        """How many ``run(..., shared=True)`` calls may be in flight at once, each from its
+        own thread on its own share of the device (1: one batch at a time)."""
+        return 1
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, *,
+            shared: bool = False) -> np.ndarray:
+        """Embed one padded batch: int64 [B, S] ids and mask -> float32 [B, output_dim].
+
+        ``shared``: other batches run beside this one (at most ``concurrency`` in all), so it
+        runs on one share of the device; else it may use all of it. A backend whose
+        ``concurrency`` is 1 ignores it."""
         if not self._loaded:
             raise BackendError(f"{self.label}: run() before load()")
         for arg, arr in (("input_ids", input_ids), ("attention_mask", attention_mask)):
@@ -147,7 +158,10 @@ class Backend(abc.ABC):
         batch, seq_len = input_ids.shape
         if not self.supported_shapes().accepts(batch, seq_len):
             raise BackendInputError(f"{self.label} does not accept shape [{batch}, {seq_len}]")
-        out = self._infer(input_ids, attention_mask)
+        if shared and self.concurrency > 1:
+            out = self._infer_shared(input_ids, attention_mask)
+        else:
+            out = self._infer(input_ids, attention_mask)
         expected = (batch, self.config.output_dim)
         if not isinstance(out, np.ndarray) or out.shape != expected or out.dtype != np.float32:
             got = getattr(out, "shape", type(out).__name__), getattr(out, "dtype", None)
@@ -181,6 +195,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Run the graph on validated inputs and return its output."""
+
+    def _infer_shared(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Run on one share of the device beside other batches (``concurrency`` > 1)."""
+        raise NotImplementedError(f"{self.label} runs one batch at a time")
 
     @abc.abstractmethod
     def _close(self) -> None:

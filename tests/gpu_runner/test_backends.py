@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from gpu_runner.backends import (
     create_backend,
 )
 from gpu_runner.backends import select as backend_select
-from gpu_runner.backends.ov import default_streams, split_count
+from gpu_runner.backends.ov import RequestPool, default_streams, split_count
 from models.bucketing import bucket_for, pad_batch
 from models.config import ModelConfig
 from models.errors import ModelLoadError
@@ -171,6 +173,44 @@ def test_openvino_split_batches_embed_as_the_whole_batch_does(
             got, want = split.run(ids, mask), whole.run(ids, mask)
             assert got.shape == (rows, minilm_config.output_dim)
             np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_openvino_runs_batches_side_by_side_one_per_stream_with_the_same_vectors(
+    minilm_dir: Path, minilm_config: ModelConfig, tokenizer: TextTokenizer
+) -> None:
+    whole = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=1, precision="fp32")
+    two = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
+    with whole, two:
+        assert (whole.concurrency, two.concurrency) == (1, 2)
+        words = "late formation keeps fairness decisions close to the accelerator".split()
+        batches = []
+        for rows, bucket in ((7, 64), (2, 128), (3, 16), (9, 32), (1, 8)):
+            texts = [" ".join(words[: 2 + r] * 3) for r in range(rows)]
+            encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
+            batches.append(pad_batch([e.ids[:bucket] for e in encoded], bucket))
+        want = [whole.run(ids, mask) for ids, mask in batches]
+        # Six threads, two streams: callers wait for a free stream, none sees another's rows.
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda b: two.run(*b, shared=True), batches * 3))
+        for g, w in zip(got, want * 3, strict=True):
+            np.testing.assert_allclose(g, w, atol=2e-5)
+        # shared=True on a backend of one stream is the plain run.
+        np.testing.assert_allclose(whole.run(*batches[0], shared=True), want[0], atol=0)
+
+
+def test_a_request_pool_lends_each_request_to_one_caller_at_a_time() -> None:
+    pool, events = RequestPool(["r0", "r1"]), []
+    with pool.borrow(1) as [a]:
+        def split() -> None:
+            with pool.borrow(2) as both:  # waits for the one lent
+                events.append(sorted(both))
+        t = threading.Thread(target=split)
+        t.start()
+        t.join(0.2)
+        assert t.is_alive() and events == []
+        events.append(a)
+    t.join(2)
+    assert events == ["r0", ["r0", "r1"]]
 
 
 @pytest.fixture

@@ -39,9 +39,9 @@ async def _run(kind: str, minilm_dir: Path, cfg: ModelConfig, texts: list[str],
     outs: list[np.ndarray] = []
     run = backend.run
 
-    def recorded(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def recorded(ids: np.ndarray, mask: np.ndarray, *, shared: bool = False) -> np.ndarray:
         seen.append(ids.shape)
-        outs.append(run(ids, mask))
+        outs.append(run(ids, mask, shared=shared))
         return outs[-1]
 
     backend.run = recorded

@@ -1,0 +1,101 @@
+"""The batches in a runner's hands: how many may be inferred at once, and whether the next one
+runs beside others, on its own share of the device, or alone on all of it.
+
+A backend with ``concurrency`` k > 1 (OpenVINO's streams) runs up to k batches side by side,
+each on one share, with no barrier between them. A batch that arrives while the runner is idle
+runs alone on the whole device (the fastest for it: an interactive item on a quiet runner), and
+nothing starts beside it until it is done; a batch that was already waiting when the runner
+asked for one (work is backing up), or that starts while another runs, runs on a share. With
+k = 1 this is the plain pipeline: one batch inferred while the previous one is written back.
+
+In hand at most k + 1 batches (inferring or being written back), so memory stays bounded and a
+slow store holds the next inference back rather than piling up results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("inferq.runner")
+
+Inferred = Callable[[], None]
+"""Called by a batch's work once its inference is over (the device is free for the next)."""
+
+BatchWork = Callable[[bool, Inferred], Awaitable[None]]
+"""A batch's whole stay: ``work(shared, inferred)`` infers (calling ``inferred()``), then writes
+back and acks. Settles its own failures."""
+
+
+class InFlight:
+    """Up to ``concurrency`` batches inferring at once, at most ``concurrency + 1`` in hand."""
+
+    def __init__(self, concurrency: int):
+        self.concurrency = max(1, concurrency)
+        self._tasks: set[asyncio.Task] = set()
+        self._inferring = 0
+        self._alone = False
+        """A batch runs on the whole device: nothing starts beside it."""
+        self._changed = asyncio.Event()
+
+    @property
+    def inferring(self) -> int:
+        """Batches being inferred now."""
+        return self._inferring
+
+    def __len__(self) -> int:
+        """Batches in hand: inferring or being written back."""
+        return len(self._tasks)
+
+    def _full(self) -> bool:
+        return (self._alone or self._inferring >= self.concurrency
+                or len(self._tasks) > self.concurrency)
+
+    async def room(self) -> None:
+        """Wait until another batch may start inferring."""
+        while self._full():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def shared(self, backlogged: bool) -> bool:
+        """Whether the next batch runs on a share of the device: another is inferring, or
+        the next was already waiting (more work is backing up behind it)."""
+        return self.concurrency > 1 and (self._inferring > 0 or backlogged)
+
+    def launch(self, work: BatchWork, *, shared: bool) -> asyncio.Task:
+        """Start a batch's work (call after ``room``)."""
+        self._inferring += 1
+        self._alone = not shared
+        over = False
+
+        def inferred() -> None:
+            nonlocal over
+            if not over:
+                over = True
+                self._inferring -= 1
+                if not shared:
+                    self._alone = False
+                self._changed.set()
+
+        def finished(task: asyncio.Task) -> None:
+            inferred()
+            self._tasks.discard(task)
+            self._changed.set()
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("a batch's work failed outside its stage guards", exc_info=exc)
+
+        task = asyncio.create_task(work(shared, inferred), name="runner-batch")
+        self._tasks.add(task)
+        task.add_done_callback(finished)
+        return task
+
+    async def drain(self) -> None:
+        """Wait until every batch in hand is written back (or settled)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def cancel(self) -> None:
+        """Cancel the batches in hand (shutdown past its grace): they are redelivered."""
+        for task in self._tasks:
+            task.cancel()
