@@ -33,6 +33,19 @@ def job_record(row: dict[str, Any]) -> JobRecord | None:
     return JobRecord(**fields)
 
 
+def item_row(bucket: int, item: ItemRecord, ttl_s: int, absent: Any = None) -> tuple:
+    """The ``insert_item`` values of one item: its bucket, its fields, its TTL; a field that
+    is None binds ``absent``. An insert that replaces a row must bind None (null) so that
+    nothing of the old row survives; a first insert binds the driver's UNSET_VALUE, which
+    writes no cell at all, where a null would write a tombstone (three or four per item —
+    a succeeded item has no error, a failed one no output — that every read of the
+    partition scans until compaction drops them)."""
+    values = msgspec.structs.astuple(item)
+    if absent is not None:
+        values = tuple(absent if v is None else v for v in values)
+    return (bucket, *values, ttl_s)
+
+
 def item_record(row: dict[str, Any]) -> ItemRecord:
     """The record of an items row; the status comes back an enum."""
     fields = dict(row)

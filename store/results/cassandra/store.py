@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
-from cassandra.query import SimpleStatement
+from cassandra.query import UNSET_VALUE, SimpleStatement
 
 from schemas.states import LIVE_JOB, ItemStatus, JobStatus, Outcome
 from store.results.base import (
@@ -28,7 +28,13 @@ from store.results.base import (
     decode_cursor,
     encode_cursor,
 )
-from store.results.cassandra.rows import idempotency_record, item_record, job_record, job_values
+from store.results.cassandra.rows import (
+    idempotency_record,
+    item_record,
+    item_row,
+    job_record,
+    job_values,
+)
 from store.results.cassandra.session import CassandraSession
 from store.results.cassandra.statements import (
     DAY,
@@ -237,7 +243,7 @@ class CassandraResultStore(ResultStore):
         for ((job_id, bucket), part), rows in zip(parts.items(), present, strict=True):
             seen = {r["idx"] for r in rows}
             writes.append(self._insert_items(bucket, [i for i in part if i.index not in seen],
-                                             ttls[job_id]))
+                                             ttls[job_id], fresh=True))
         await asyncio.gather(*writes)
 
     async def replace_items(self, items: list[ItemRecord]) -> None:
@@ -247,14 +253,17 @@ class CassandraResultStore(ResultStore):
         job_ids = list({job_id for job_id, _ in parts})
         jobs = await asyncio.gather(*(self.get_job(job_id) for job_id in job_ids))
         ttls = self._item_ttls(job_ids, jobs)
-        await asyncio.gather(*(self._insert_items(bucket, part, ttls[job_id])
+        await asyncio.gather(*(self._insert_items(bucket, part, ttls[job_id], fresh=False)
                                for (job_id, bucket), part in parts.items()))
 
-    async def _insert_items(self, bucket: int, part: list[ItemRecord], left: int) -> None:
+    async def _insert_items(self, bucket: int, part: list[ItemRecord], left: int, *,
+                            fresh: bool) -> None:
         """One partition's rows, in unlogged batches of at most ``ROWS_PER_BATCH``: a batch per
         partition is one mutation (one commit-log entry, one round trip) instead of a write
-        per row, which is what bounded the write-back (bench/bench_store.py)."""
-        rows = [(bucket, *msgspec.structs.astuple(i), left) for i in part]
+        per row, which is what bounded the write-back (bench/bench_store.py). ``fresh``: the
+        rows are not there yet (``item_row``)."""
+        absent = UNSET_VALUE if fresh and self.config.protocol_version >= 4 else None
+        rows = [item_row(bucket, i, left, absent) for i in part]
         await asyncio.gather(*(self._db.run("insert_item", many=rows[n:n + ROWS_PER_BATCH])
                                for n in range(0, len(rows), ROWS_PER_BATCH)))
 
