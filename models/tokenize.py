@@ -3,7 +3,8 @@
 Decisions (pinned by tests/models/test_tokenize.py):
 
 - empty, whitespace-only, or any text that tokenizes to nothing but [CLS]/[SEP] (control
-  characters, zero-width spaces) is rejected with ``empty_text``: the model would return the
+  characters, zero-width spaces, or "[CLS]"/"[SEP]" written out) is rejected with
+  ``empty_text``: the model would return the
   same meaningless vector for all of them, which is almost always a client bug, so the item
   fails and the rest of the job goes on;
 - text that is not encodable as UTF-8 (lone surrogates) is rejected with ``invalid_text``;
@@ -68,6 +69,9 @@ class TextTokenizer:
         # Built from the configured tokenizer's own JSON, so the shape it checks is exactly
         # what HF runs (truncation and padding included); None when that is not plain BERT.
         self._fast = WordPiece.from_tokenizer_json(tokenizer.to_str()) if fast else None
+        self._frame = frozenset(tokenizer.encode("").ids)
+        """The ids the template adds to every text ([CLS], [SEP]): a text whose every id is
+        one of them — written out in the text or not — has no content."""
 
     @property
     def fast(self) -> bool:
@@ -110,7 +114,7 @@ class TextTokenizer:
         # shared CPU machine the fan-out stalls the inference next door.
         encodings = self._tok.encode_batch_fast([texts[i] for i in valid])
         for i, enc in zip(valid, encodings, strict=True):
-            if all(enc.special_tokens_mask):
+            if self._frame.issuperset(enc.ids):  # e.g. "[CLS]": [CLS] [CLS] [SEP]
                 results[i] = _no_tokens()
             else:
                 results[i] = Encoded(list(enc.ids), truncated=bool(enc.overflowing))

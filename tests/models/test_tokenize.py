@@ -30,13 +30,23 @@ def test_golden_token_counts(tokenizer: TextTokenizer, golden: dict[str, Any]) -
 
 @pytest.mark.parametrize(
     "text",
-    ["", " ", "\n\t  \r\n", "\x00\x01\x07\x1b", "\u200b\u200b", "\ufeff"],
-    ids=["empty", "space", "whitespace", "control", "zero-width", "bom"],
+    ["", " ", "\n\t  \r\n", "\x00\x01\x07\x1b", "\u200b\u200b", "\ufeff", "[CLS]",
+     " [SEP] [CLS]\u200b"],
+    ids=["empty", "space", "whitespace", "control", "zero-width", "bom", "cls", "sep-cls"],
 )
-def test_texts_without_tokens_are_empty_text(tokenizer: TextTokenizer, text: str) -> None:
-    (result,) = tokenizer.encode([text])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "hf"])
+def test_texts_without_tokens_are_empty_text(tokenizer: TextTokenizer, minilm_dir: Path,
+                                             minilm_config: ModelConfig, text: str,
+                                             fast: bool) -> None:
+    tok = tokenizer if fast else TextTokenizer.from_dir(minilm_dir, minilm_config, fast=False)
+    (result,) = tok.encode([text])
     assert isinstance(result, ItemRejection) and result.code == ErrorCode.EMPTY_TEXT
     assert result.to_item_error().retryable is False
+
+
+def test_a_special_token_beside_words_or_one_that_is_not_the_frame_is_content(
+        tokenizer: TextTokenizer) -> None:
+    assert all(isinstance(e, Encoded) for e in tokenizer.encode(["[CLS] hello", "[MASK]"]))
 
 
 @pytest.mark.parametrize("text", ["\ud800", "abc \udfff def", "x\ud83d"])
