@@ -12,7 +12,8 @@ Beside that split, the same streams run whole batches side by side: ``run(..., s
 lends one stream's request to each caller (``concurrency`` = the streams), so a runner keeps two
 batches in flight without a barrier between them — one stream slowed by a neighbour process no
 longer idles the other, and neither waits for the slower half of a split. Measured on the same
-batches (f32, 2 cores): 229 items/s split, 259 side by side.
+batches (f32, 2 cores, ``bench/bench_contention.py``): beside a neighbour busy a third of a
+core, 189 items/s side by side against 163 split; alone, about the same.
 
 The infer requests are reused, each lent to one caller at a time; concurrent callers wait for
 the requests they need.
