@@ -158,6 +158,18 @@ def test_openvino_splits_only_batches_big_enough_to_gain() -> None:
     assert [default_streams(t) for t in (1, 2, 8)] == [1, 2, 2]
 
 
+def phrase_batches(tokenizer: TextTokenizer, shapes: list[tuple[int, int]]
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A padded batch of ``rows`` phrases of growing length per (rows, bucket)."""
+    words = "late formation keeps fairness decisions close to the accelerator".split()
+    batches = []
+    for rows, bucket in shapes:
+        texts = [" ".join(words[: 2 + r] * 3) for r in range(rows)]
+        encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
+        batches.append(pad_batch([e.ids[:bucket] for e in encoded], bucket))
+    return batches
+
+
 def test_openvino_split_batches_embed_as_the_whole_batch_does(
     minilm_dir: Path, minilm_config: ModelConfig, tokenizer: TextTokenizer
 ) -> None:
@@ -165,13 +177,10 @@ def test_openvino_split_batches_embed_as_the_whole_batch_does(
     split = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
     with whole, split:
         assert (whole.split_requests, split.split_requests) == (0, 2)
-        words = "late formation keeps fairness decisions close to the accelerator".split()
-        for rows, bucket in ((7, 64), (2, 128), (3, 16)):  # odd split, even split, whole
-            texts = [" ".join(words[: 2 + r] * 3) for r in range(rows)]
-            encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
-            ids, mask = pad_batch([e.ids[:bucket] for e in encoded], bucket)
+        # odd split, even split, whole
+        for ids, mask in phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16)]):
             got, want = split.run(ids, mask), whole.run(ids, mask)
-            assert got.shape == (rows, minilm_config.output_dim)
+            assert got.shape == (len(ids), minilm_config.output_dim)
             np.testing.assert_allclose(got, want, atol=2e-5)
 
 
@@ -182,12 +191,7 @@ def test_openvino_runs_batches_side_by_side_one_per_stream_with_the_same_vectors
     two = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
     with whole, two:
         assert (whole.concurrency, two.concurrency) == (1, 2)
-        words = "late formation keeps fairness decisions close to the accelerator".split()
-        batches = []
-        for rows, bucket in ((7, 64), (2, 128), (3, 16), (9, 32), (1, 8)):
-            texts = [" ".join(words[: 2 + r] * 3) for r in range(rows)]
-            encoded: list[Encoded] = tokenizer.encode(texts)  # type: ignore[assignment]
-            batches.append(pad_batch([e.ids[:bucket] for e in encoded], bucket))
+        batches = phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16), (9, 32), (1, 8)])
         want = [whole.run(ids, mask) for ids, mask in batches]
         # Six threads, two streams: callers wait for a free stream, none sees another's rows.
         with ThreadPoolExecutor(6) as pool:

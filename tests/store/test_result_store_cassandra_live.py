@@ -377,31 +377,3 @@ async def test_a_node_that_does_not_answer_is_unavailable() -> None:
         await down.ping()
     await down.close()
 
-
-def tombstones_read(store: CassandraResultStore, job: JobRecord) -> int:
-    """Tombstone cells a read of the job's first item partition scans (from the node's query
-    trace: "Read N live rows and M tombstone cells")."""
-    ks = store.config.keyspace
-    rs = store._db.session.execute(
-        SimpleStatement(f"SELECT * FROM {ks}.items WHERE job_id = %s AND bucket = 0"),
-        (job.job_id,), trace=True)
-    trace = rs.get_query_trace(max_wait_sec=10)
-    found = [int(m.group(1)) for e in trace.events
-             if (m := re.search(r"live rows and (\d+) tombstone cells", e.description))]
-    assert found, [e.description for e in trace.events]
-    return sum(found)
-
-
-async def test_first_writes_of_items_leave_no_tombstones_and_a_replace_leaves_nothing_old(
-        store: CassandraResultStore) -> None:
-    # A succeeded item has no client id and no error; a failed one no output: binding those
-    # as null would write a tombstone each, scanned by every read of the partition.
-    job = make_job()
-    await store.create_job(job)
-    await store.upsert_items([ok(job, 0), ok(job, 1), bad(job, 2)])
-    assert await asyncio.to_thread(tombstones_read, store, job) == 0
-    # A replace (a job-level end over a racing batch's row) must clear what the row held.
-    await store.replace_items([bad(job, 0)])
-    [row] = await store.get_items(job.job_id, status=None, after_index=-1, limit=1)
-    assert (row.status, row.output, row.error_code) == ("failed", None, "empty_text")
-    assert await asyncio.to_thread(tombstones_read, store, job) > 0
