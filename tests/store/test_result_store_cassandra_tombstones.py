@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,20 +13,14 @@ pytest.importorskip("cassandra")
 
 from cassandra.query import SimpleStatement
 
-from store.results import JobRecord, open_result_store
+from store.results import JobRecord
 from store.results.cassandra import CassandraResultStore
+from tests.store import test_result_store_cassandra_live as live
 from tests.store.test_result_store_cassandra_live import bad, make_job, ok
 
 pytestmark = pytest.mark.live_cassandra
-
-
-@pytest.fixture
-async def store(cassandra_url: str) -> AsyncIterator[CassandraResultStore]:
-    backend = open_result_store(cassandra_url)
-    assert isinstance(backend, CassandraResultStore)
-    await backend.migrate()
-    yield backend
-    await backend.close()
+store = live.store
+"""The live suite's store fixture: a migrated Cassandra store on the test node."""
 
 
 def tombstones_read(store: CassandraResultStore, job: JobRecord) -> int:
