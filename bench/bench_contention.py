@@ -56,15 +56,14 @@ def main() -> None:
     # Padded as a runner pads for a dynamic-shape runtime: to the longest row, rounded to 8.
     batches = [pad_batch(ids, padded_width(ids, bucket))
                for bucket, ids in ideal_batches(encoded, cfg)]
-    configs = {"side by side": (None, None), "default": (None, None), "one stream": (None, 1),
-               "one thread": (1, 1)}
-    for name, (threads, streams) in configs.items():
+    configs = {"side by side": (None, None, side_by_side), "default": (None, None, one_by_one),
+               "one stream": (None, 1, one_by_one), "one thread": (1, 1, one_by_one)}
+    for name, (threads, streams, run_all) in configs.items():
         backend = create_backend(args.backend, vdir, cfg, threads=threads, streams=streams)
-        backend.warmup()
-        if name == "side by side" and backend.concurrency < 2:
-            backend.close()
+        if run_all is side_by_side and backend.concurrency < 2:
+            backend.close()  # runs one batch at a time: nothing to put side by side
             continue
-        run_all = side_by_side if name == "side by side" else one_by_one
+        backend.warmup()
         base = None
         for load in args.loads:
             stop = mp.Event()

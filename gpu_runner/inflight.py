@@ -58,13 +58,11 @@ class InFlight:
             self._changed.clear()
             await self._changed.wait()
 
-    def shared(self, backlogged: bool) -> bool:
-        """Whether the next batch runs on a share of the device: another is inferring, or
-        the next was already waiting (more work is backing up behind it)."""
-        return self.concurrency > 1 and (self._inferring > 0 or backlogged)
-
-    def launch(self, work: BatchWork, *, shared: bool) -> asyncio.Task:
-        """Start a batch's work (call after ``room``)."""
+    def launch(self, work: BatchWork, *, backlogged: bool) -> asyncio.Task:
+        """Start a batch's work (call after ``room``). It runs on a share of the device when
+        another batch is inferring or when it was already waiting before the runner asked
+        (``backlogged``: more work is backing up behind it); else alone, on all of it."""
+        shared = self.concurrency > 1 and (self._inferring > 0 or backlogged)
         self._inferring += 1
         self._alone = not shared
         over = False

@@ -162,8 +162,7 @@ class Runner:
                     await self._settle.guard(Stage.RESUME, work.msg, work.batch,
                                              self._resume(work))
                 else:
-                    hands.launch(partial(self._batch, work),
-                                 shared=hands.shared(inbox.backlogged))
+                    hands.launch(partial(self._batch, work), backlogged=inbox.backlogged)
             await hands.drain()
         except asyncio.CancelledError:
             hands.cancel()
@@ -184,11 +183,9 @@ class Runner:
 
     async def _batch(self, work: Prepared, shared: bool, inferred: Callable[[], None]) -> None:
         """Infer stage, then (the device handed on) write-back and ack stages."""
-        try:
-            done = await self._settle.guard(Stage.INFER, work.msg, work.batch,
-                                            self._infer(work, shared))
-        finally:
-            inferred()
+        done = await self._settle.guard(Stage.INFER, work.msg, work.batch,
+                                        self._infer(work, shared))
+        inferred()
         if done is not None:
             await self._settle.guard(Stage.WRITE_BACK, work.msg, work.batch,
                                      self._write_back(work, done))

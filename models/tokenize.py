@@ -4,9 +4,8 @@ Decisions (pinned by tests/models/test_tokenize.py):
 
 - empty, whitespace-only, or any text that tokenizes to nothing but [CLS]/[SEP] (control
   characters, zero-width spaces, or "[CLS]"/"[SEP]" written out) is rejected with
-  ``empty_text``: the model would return the
-  same meaningless vector for all of them, which is almost always a client bug, so the item
-  fails and the rest of the job goes on;
+  ``empty_text``: the model would return the same meaningless vector for all of them, which
+  is almost always a client bug, so the item fails and the rest of the job goes on;
 - text that is not encodable as UTF-8 (lone surrogates) is rejected with ``invalid_text``;
 - text longer than ``max_seq_len`` tokens is truncated and flagged ``truncated=True``;
 - ASCII text goes through ``models.wordpiece`` (``fast=True``, the default), an exact

@@ -170,36 +170,43 @@ def phrase_batches(tokenizer: TextTokenizer, shapes: list[tuple[int, int]]
     return batches
 
 
-def test_openvino_split_batches_embed_as_the_whole_batch_does(
-    minilm_dir: Path, minilm_config: ModelConfig, tokenizer: TextTokenizer
-) -> None:
-    whole = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=1, precision="fp32")
-    split = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
-    with whole, split:
-        assert (whole.split_requests, split.split_requests) == (0, 2)
-        # odd split, even split, whole
-        for ids, mask in phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16)]):
-            got, want = split.run(ids, mask), whole.run(ids, mask)
-            assert got.shape == (len(ids), minilm_config.output_dim)
-            np.testing.assert_allclose(got, want, atol=2e-5)
-
-
-def test_openvino_runs_batches_side_by_side_one_per_stream_with_the_same_vectors(
-    minilm_dir: Path, minilm_config: ModelConfig, tokenizer: TextTokenizer
-) -> None:
+@pytest.fixture
+def one_and_two_streams(minilm_dir: Path, minilm_config: ModelConfig
+                        ) -> Iterator[tuple[OpenVinoBackend, OpenVinoBackend]]:
+    """OpenVINO f32 on two threads, loaded: one stream, and two."""
     whole = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=1, precision="fp32")
     two = OpenVinoBackend(minilm_dir, minilm_config, threads=2, streams=2, precision="fp32")
     with whole, two:
-        assert (whole.concurrency, two.concurrency) == (1, 2)
-        batches = phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16), (9, 32), (1, 8)])
-        want = [whole.run(ids, mask) for ids, mask in batches]
-        # Six threads, two streams: callers wait for a free stream, none sees another's rows.
-        with ThreadPoolExecutor(6) as pool:
-            got = list(pool.map(lambda b: two.run(*b, shared=True), batches * 3))
-        for g, w in zip(got, want * 3, strict=True):
-            np.testing.assert_allclose(g, w, atol=2e-5)
-        # shared=True on a backend of one stream is the plain run.
-        np.testing.assert_allclose(whole.run(*batches[0], shared=True), want[0], atol=0)
+        yield whole, two
+
+
+def test_openvino_split_batches_embed_as_the_whole_batch_does(
+    one_and_two_streams: tuple[OpenVinoBackend, OpenVinoBackend], minilm_config: ModelConfig,
+    tokenizer: TextTokenizer
+) -> None:
+    whole, split = one_and_two_streams
+    assert (whole.split_requests, split.split_requests) == (0, 2)
+    # odd split, even split, whole
+    for ids, mask in phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16)]):
+        got, want = split.run(ids, mask), whole.run(ids, mask)
+        assert got.shape == (len(ids), minilm_config.output_dim)
+        np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_openvino_runs_batches_side_by_side_one_per_stream_with_the_same_vectors(
+    one_and_two_streams: tuple[OpenVinoBackend, OpenVinoBackend], tokenizer: TextTokenizer
+) -> None:
+    whole, two = one_and_two_streams
+    assert (whole.concurrency, two.concurrency) == (1, 2)
+    batches = phrase_batches(tokenizer, [(7, 64), (2, 128), (3, 16), (9, 32), (1, 8)])
+    want = [whole.run(ids, mask) for ids, mask in batches]
+    # Six threads, two streams: callers wait for a free stream, none sees another's rows.
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda b: two.run(*b, shared=True), batches * 3))
+    for g, w in zip(got, want * 3, strict=True):
+        np.testing.assert_allclose(g, w, atol=2e-5)
+    # shared=True on a backend of one stream is the plain run.
+    np.testing.assert_allclose(whole.run(*batches[0], shared=True), want[0], atol=0)
 
 
 def test_a_request_pool_lends_each_request_to_one_caller_at_a_time() -> None:

@@ -35,7 +35,7 @@ async def has_room(hands: InFlight) -> bool:
 
 
 def launch(hands: InFlight, batch: Batch, *, backlogged: bool) -> None:
-    hands.launch(batch.work, shared=hands.shared(backlogged))
+    hands.launch(batch.work, backlogged=backlogged)
 
 
 async def test_a_batch_for_an_idle_runner_runs_alone_then_backed_up_work_runs_side_by_side(
@@ -117,7 +117,7 @@ async def test_a_failing_batch_frees_its_place_and_cancel_stops_the_rest() -> No
     async def fails(shared: bool, inferred) -> None:
         raise RuntimeError("a bug past the stage guards")
 
-    hands.launch(fails, shared=False)
+    hands.launch(fails, backlogged=False)
     await settle()
     assert await has_room(hands) and len(hands) == 0
     slow = Batch("slow", log)
