@@ -37,7 +37,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     max_seq_len: int = 256
     """Longest sequence (with special tokens); longer texts are truncated to it."""
     buckets: list[int] = msgspec.field(
-        default_factory=lambda: [8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256])
+        default_factory=lambda: [8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 72,
+                                 80, 88, 96, 112, 128, 144, 160, 176, 192, 224, 256])
     """Padded sequence lengths a batch may have; fewer buckets = fewer shapes, more padding."""
     max_batch_tokens: int = 2048
     """Budget of padded tokens (rows x bucket) per batch: the unit the accelerator pays for."""

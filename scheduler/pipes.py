@@ -14,8 +14,10 @@ from schemas.bus import Batch
 from schemas.states import Priority
 
 HOLD_BATCHES = 8
-"""The formers may hold this many of the largest batch: enough to fill every bucket's batches,
-few enough that fairness is still decided in JOBS for everything else."""
+"""The formers may hold this many of the largest batch: enough to fill the busiest buckets'
+batches (on real text a few short buckets take most items; the rarer ones fire partly filled
+when the runners are hungry), few enough that fairness is still decided in JOBS for everything
+else."""
 HOLD_S = 0.25
 """The formers may also hold this long of the runners' measured throughput, where that is
 more: a fast device's buckets then fill before runners ask (full batches, not the fullest
