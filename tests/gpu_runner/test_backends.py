@@ -105,13 +105,60 @@ def test_padding_invariance(
     assert cosines(batched, alone).min() >= floor
 
 
-def test_warmup_runs_every_bucket_shape(backend: Backend) -> None:
+def run_shapes(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The [batch, seq_len] of every ``run`` the backend is asked for from now on."""
+    shapes: list[tuple[int, int]] = []
+    real_run = backend.run
+
+    def run(ids: np.ndarray, mask: np.ndarray, **kw: Any) -> np.ndarray:
+        shapes.append(ids.shape)
+        return real_run(ids, mask, **kw)
+
+    monkeypatch.setattr(backend, "run", run)
+    return shapes
+
+
+def test_a_dynamic_runtime_warms_up_its_smallest_and_largest_bucket(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shapes = backend.supported_shapes()
     cfg = backend.config
     assert shapes.buckets == cfg.buckets and not shapes.exact
     assert [s.max_batch for s in shapes.shapes] == [
         min(cfg.max_batch_size, cfg.max_batch_tokens // b) for b in cfg.buckets]
+    ran = run_shapes(backend, monkeypatch)
     backend.warmup()
+    smallest, largest = cfg.buckets[0], cfg.buckets[-1]
+    assert ran == [(cfg.max_batch_for(smallest), smallest), (cfg.max_batch_for(largest), largest)]
+
+
+class FixedShapes(Backend):
+    """A fixed-shape engine's interface (every batch exactly one bucket) on zeros."""
+
+    name = "fixed"
+    precision = "fp32"
+
+    def supported_shapes(self) -> BucketShapes:
+        return BucketShapes.from_config(self.config, exact=True)
+
+    def _load(self) -> None:
+        pass
+
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return np.zeros((len(input_ids), self.config.output_dim), np.float32)
+
+    def _close(self) -> None:
+        pass
+
+
+def test_a_fixed_shape_engine_warms_up_every_bucket_at_its_largest_batch(
+    minilm_dir: Path, minilm_config: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = FixedShapes(minilm_dir, minilm_config)
+    engine.load()
+    ran = run_shapes(engine, monkeypatch)
+    engine.warmup()
+    assert ran == [(minilm_config.max_batch_for(b), b) for b in minilm_config.buckets]
 
 
 def test_inputs_are_validated(backend: Backend) -> None:
