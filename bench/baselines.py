@@ -23,6 +23,12 @@ from models.config import ModelConfig
 from scheduler.former import BatchFormer, PendingItem
 from schemas.states import Priority
 
+COARSE_BUCKETS = [8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256]
+"""The model's default buckets until 2026-11-30, kept for accelerator-shaped configs: where a
+batch's fixed cost dominates (a GPU, the simulated device), fewer buckets mean fuller batches
+and fewer of them; on a CPU, whose time grows with every padded token, the finer default pays
+(docs/models.md)."""
+
 
 def texts_for(n: int) -> list[str]:
     """``n`` real English texts (stdlib docstrings), drawing further seeds as needed."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import one_by_one, side_by_side, texts_for
+from bench.baselines import COARSE_BUCKETS, one_by_one, side_by_side, texts_for
 from gpu_runner.backends import create_backend
 from gpu_runner.infer import padded_width
 from models.bucketing import pad_batch
@@ -34,10 +34,6 @@ from models.tokenize import Encoded, TextTokenizer
 from scheduler.former import BatchFormer, PendingItem
 from scheduler.pipes import HOLD_BATCHES
 from schemas.states import Priority
-
-BEFORE = [8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256]
-"""The default list until 2026-11-30."""
-
 
 Batch = tuple[int, list[list[int]]]
 """A formed batch: its bucket and its rows' token ids."""
@@ -78,7 +74,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--other", type=int, nargs="+", default=BEFORE,
+    ap.add_argument("--other", type=int, nargs="+", default=COARSE_BUCKETS,
                     help="the bucket list to compare with (default: the 14 of before)")
     args = ap.parse_args()
     n = args.items or (2000 if args.quick else 10_000)

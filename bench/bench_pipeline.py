@@ -20,8 +20,10 @@ English text (Python standard library docstrings), after a warm-up job:
 
 Batches are shaped for an accelerator by default: the model's files with a config whose
 budget is 16,384 padded tokens and 256 rows per batch (a GPU takes batches far larger than
-the CPU-tuned 2,048 tokens / 64 rows the default model ships with), in a temporary model
-repository; ``--cpu-shapes`` keeps the shipped config. The scheduler tokenizes on every core
+the CPU-tuned 2,048 tokens / 64 rows the default model ships with) over 14 coarse buckets
+instead of the shipped 28 (where a batch's fixed cost dominates, fewer, fuller batches win;
+``--buckets`` sets another list), in a temporary model repository; ``--cpu-shapes`` keeps the
+shipped config. The scheduler tokenizes on every core
 (``INFERQ_TOKENIZER_PARALLEL``, as ``inferq dev --backend simulated`` does) unless
 ``--sequential-tokenizer``.
 """
@@ -41,7 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import texts_for
+from bench.baselines import COARSE_BUCKETS, texts_for
 from bench.topology import KEYS, device_seconds, running, timed_job
 from models.build import ensure_default_model
 
@@ -91,15 +93,18 @@ def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> float:
     return med
 
 
-def accelerator_repo(src: Path, dst: Path, batch_tokens: int, batch_size: int) -> Path:
-    """A model repository holding minilm@1's files (links) with an accelerator's batch budget."""
+def accelerator_repo(src: Path, dst: Path, batch_tokens: int | None, batch_size: int | None,
+                     buckets: list[int] | None = None) -> Path:
+    """A model repository holding minilm@1's files (links) with an accelerator's batch budget
+    and ``buckets`` in place of the model's (each where given)."""
     vdir = dst / "minilm" / "1"
     vdir.mkdir(parents=True)
     for f in (src / "minilm" / "1").iterdir():
         if f.name != "config.json":
             (vdir / f.name).symlink_to(f)
     cfg = json.loads((src / "minilm" / "1" / "config.json").read_text())
-    cfg.update(max_batch_tokens=batch_tokens, max_batch_size=batch_size)
+    given = {"max_batch_tokens": batch_tokens, "max_batch_size": batch_size, "buckets": buckets}
+    cfg.update({k: v for k, v in given.items() if v})
     (vdir / "config.json").write_text(json.dumps(cfg, indent=2))
     return dst
 
@@ -116,6 +121,9 @@ def main() -> None:
                     help="keep the model's CPU-tuned batch budget (2,048 tokens / 64 rows)")
     ap.add_argument("--batch-tokens", type=int, default=16_384)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--buckets", type=int, nargs="+", default=None,
+                    help="bucket list (the last must be 256); default: the 14 coarse buckets of "
+                    "an accelerator-shaped config, or with --cpu-shapes the model's own")
     ap.add_argument("--sequential-tokenizer", action="store_true",
                     help="tokenize on one core (the default next to a CPU runner)")
     ap.add_argument("--scale-out", action="store_true",
@@ -129,13 +137,18 @@ def main() -> None:
     repo = ensure_default_model().parents[1]
     if not args.cpu_shapes:
         repo = accelerator_repo(repo, Path(tempfile.mkdtemp(prefix="inferq-bench-repo-")),
-                                args.batch_tokens, args.batch_size)
+                                args.batch_tokens, args.batch_size,
+                                args.buckets or COARSE_BUCKETS)
+    elif args.buckets:
+        repo = accelerator_repo(repo, Path(tempfile.mkdtemp(prefix="inferq-bench-repo-")),
+                                None, None, args.buckets)
     if not args.sequential_tokenizer:
         os.environ["INFERQ_TOKENIZER_PARALLEL"] = "1"
     os.environ["INFERQ_SIM_BATCH_MS"] = str(args.batch_ms)
     os.environ["INFERQ_SIM_TOKEN_US"] = str(args.token_us)
     shapes = ("CPU-tuned model config" if args.cpu_shapes else
-              f"accelerator batches: {args.batch_tokens} tokens / {args.batch_size} rows")
+              f"accelerator batches: {args.batch_tokens} tokens / {args.batch_size} rows, "
+              f"{len(args.buckets or COARSE_BUCKETS)} buckets")
     tokenizer = "one core" if args.sequential_tokenizer else "every core"
     print(f"{n} texts, mean {statistics.mean(len(t) for t in texts):.0f} chars; {shapes}; "
           f"scheduler tokenizes on {tokenizer}")
