@@ -135,13 +135,11 @@ def main() -> None:
     jobs = args.jobs or (1 if args.quick else 3)
     texts = texts_for(n)
     repo = ensure_default_model().parents[1]
-    if not args.cpu_shapes:
+    if not args.cpu_shapes or args.buckets:
+        budget = (None, None) if args.cpu_shapes else (args.batch_tokens, args.batch_size)
+        buckets = args.buckets or (None if args.cpu_shapes else COARSE_BUCKETS)
         repo = accelerator_repo(repo, Path(tempfile.mkdtemp(prefix="inferq-bench-repo-")),
-                                args.batch_tokens, args.batch_size,
-                                args.buckets or COARSE_BUCKETS)
-    elif args.buckets:
-        repo = accelerator_repo(repo, Path(tempfile.mkdtemp(prefix="inferq-bench-repo-")),
-                                None, None, args.buckets)
+                                *budget, buckets)
     if not args.sequential_tokenizer:
         os.environ["INFERQ_TOKENIZER_PARALLEL"] = "1"
     os.environ["INFERQ_SIM_BATCH_MS"] = str(args.batch_ms)
