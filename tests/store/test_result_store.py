@@ -263,13 +263,16 @@ async def test_a_live_claim_is_returned_to_later_claimers(store: ResultStore, te
 
 
 async def test_an_expired_claim_is_replaced(store: ResultStore, tenant: str) -> None:
-    old = idem(tenant, "k", "job-old", ttl=100.0)
-    await store.claim_idempotency(old, now=T0)
-    assert await store.get_idempotency(tenant, "k", now=T0 + 99) == old
-    assert await store.get_idempotency(tenant, "k", now=T0 + 100) is None
-    new = idem(tenant, "k", "job-new", at=T0 + 200)
-    assert await store.claim_idempotency(new, now=T0 + 200) == (new, True)
-    assert await store.get_idempotency(tenant, "k", now=T0 + 200) == new
+    # Cassandra's row TTL counts from the real clock: a claim 100 s long starts now, not when
+    # this module was imported (minutes earlier in a full run: the row would live 1 s).
+    t0 = time.time()
+    old = idem(tenant, "k", "job-old", at=t0, ttl=100.0)
+    await store.claim_idempotency(old, now=t0)
+    assert await store.get_idempotency(tenant, "k", now=t0 + 99) == old
+    assert await store.get_idempotency(tenant, "k", now=t0 + 100) is None
+    new = idem(tenant, "k", "job-new", at=t0 + 200)
+    assert await store.claim_idempotency(new, now=t0 + 200) == (new, True)
+    assert await store.get_idempotency(tenant, "k", now=t0 + 200) == new
 
 
 # Retention and lifecycle
