@@ -21,6 +21,7 @@ from gpu_runner.infer import padded_width
 from models.bucketing import pad_batch
 from models.config import ModelConfig
 from scheduler.former import BatchFormer, PendingItem
+from scheduler.pipes import HOLD_BATCHES
 from schemas.states import Priority
 
 COARSE_BUCKETS = [8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256]
@@ -40,13 +41,15 @@ def texts_for(n: int) -> list[str]:
     return out[:n]
 
 
-def _former(cfg: ModelConfig) -> BatchFormer:
-    """The scheduler's batch former on the model's buckets; batch priority fires at once."""
+def _former(cfg: ModelConfig, buckets: list[int] | None = None,
+            delay: float = 0.0) -> BatchFormer:
+    """The scheduler's batch former on ``buckets`` (default: the model's); batch priority
+    fires after ``delay`` (0: at once)."""
     return BatchFormer(
-        cfg.buckets,
+        buckets or cfg.buckets,
         max_batch_tokens=cfg.max_batch_tokens,
         max_batch_size=cfg.max_batch_size,
-        max_queue_delay={Priority.BATCH: 0},
+        max_queue_delay={Priority.BATCH: delay},
     )
 
 
@@ -59,20 +62,48 @@ def ideal_batches(lengths_ids: list[list[int]],
     return [(b.bucket, [it.token_ids for it in b.items]) for b in former.pop_ready(0.0, flush=True)]
 
 
+Batch = tuple[int, list[list[int]]]
+"""A formed batch: its bucket and its rows' token ids."""
+
+
+def formed_batches(encoded: list[list[int]], cfg: ModelConfig,
+                   buckets: list[int] | None = None) -> list[Batch]:
+    """The batches the scheduler's former makes of ``encoded`` in arrival order on ``buckets``
+    (default: the model's), holding at most ``HOLD_BATCHES`` of the largest batch, as a
+    scheduler whose runners keep asking does: full buckets first, else the fullest one."""
+    former = _former(cfg, buckets, delay=float("inf"))
+    hold = HOLD_BATCHES * cfg.max_batch_size
+    items = iter(enumerate(encoded))
+    out: list[Batch] = []
+    done = False
+    while True:
+        while len(former) < hold and not done:
+            nxt = next(items, None)
+            if nxt is None:
+                done = True
+            else:
+                former.add(PendingItem("job", nxt[0], nxt[1], Priority.BATCH, 0.0))
+        fired = former.pop_ready(0.0, limit=1, hungry=True, flush=done)
+        if not fired:
+            return out
+        out += [(b.bucket, [item.token_ids for item in b.items]) for b in fired]
+
+
+def batch_padding(batches: list[Batch]) -> float:
+    """Padded tokens (each batch as a dynamic-shape runner pads it) per real token."""
+    real = sum(len(row) for _, rows in batches for row in rows)
+    return sum(padded_width(rows, bucket) * len(rows) for bucket, rows in batches) / real
+
+
 def padding(encoded: list[list[int]], cfg: ModelConfig) -> tuple[float, float]:
-    """(bucketed, arrival-order-32-to-longest) padded/real token ratios."""
+    """(batches as the scheduler forms them, arrival-order-32-to-longest) padded/real token
+    ratios."""
     real = sum(len(e) for e in encoded)
-    former = _former(cfg)
-    padded_bucketed = 0
-    for i, ids in enumerate(encoded):  # arrival order, as the scheduler sees them
-        former.add(PendingItem("j", i, ids, Priority.BATCH, 0.0))
-        padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0))
-    padded_bucketed += sum(b.padded_tokens for b in former.pop_ready(0.0, flush=True))
     padded_arrival = sum(
         max(len(e) for e in encoded[i : i + 32]) * len(encoded[i : i + 32])
         for i in range(0, len(encoded), 32)
     )
-    return padded_bucketed / real, padded_arrival / real
+    return batch_padding(formed_batches(encoded, cfg)), padded_arrival / real
 
 
 def one_by_one(backend: Backend, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:

@@ -23,49 +23,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import COARSE_BUCKETS, one_by_one, side_by_side, texts_for
+from bench.baselines import (
+    COARSE_BUCKETS,
+    batch_padding,
+    formed_batches,
+    one_by_one,
+    side_by_side,
+    texts_for,
+)
 from gpu_runner.backends import create_backend
 from gpu_runner.infer import padded_width
 from models.bucketing import pad_batch
 from models.build import ensure_default_model
-from models.config import ModelConfig
 from models.repository import ModelRepository
 from models.tokenize import Encoded, TextTokenizer
-from scheduler.former import BatchFormer, PendingItem
-from scheduler.pipes import HOLD_BATCHES
-from schemas.states import Priority
-
-Batch = tuple[int, list[list[int]]]
-"""A formed batch: its bucket and its rows' token ids."""
-
-
-def formed(encoded: list[list[int]], buckets: list[int], cfg: ModelConfig) -> list[Batch]:
-    """The batches the scheduler's former makes of ``encoded`` in arrival order, holding at
-    most ``HOLD_BATCHES`` of the largest batch: full buckets first, else the fullest one."""
-    former = BatchFormer(buckets, max_batch_tokens=cfg.max_batch_tokens,
-                         max_batch_size=cfg.max_batch_size,
-                         max_queue_delay={Priority.BATCH: float("inf")})
-    hold = HOLD_BATCHES * cfg.max_batch_size
-    items = iter(enumerate(encoded))
-    out: list[Batch] = []
-    done = False
-    while True:
-        while len(former) < hold and not done:
-            nxt = next(items, None)
-            if nxt is None:
-                done = True
-            else:
-                former.add(PendingItem("job", nxt[0], nxt[1], Priority.BATCH, 0.0))
-        fired = former.pop_ready(0.0, limit=1, hungry=True, flush=done)
-        if not fired:
-            return out
-        out += [(b.bucket, [item.token_ids for item in b.items]) for b in fired]
-
-
-def padding(batches: list[Batch]) -> float:
-    """Padded tokens (each batch as a dynamic-shape runner pads it) per real token."""
-    real = sum(len(row) for _, rows in batches for row in rows)
-    return sum(padded_width(rows, bucket) * len(rows) for bucket, rows in batches) / real
 
 
 def main() -> None:
@@ -89,10 +60,10 @@ def main() -> None:
     run = side_by_side if backend.concurrency > 1 else one_by_one
     padded = {}
     for label, buckets in lists.items():
-        batches = formed(encoded, buckets, cfg)
+        batches = formed_batches(encoded, cfg, buckets)
         padded[label] = [pad_batch(rows, padded_width(rows, bucket)) for bucket, rows in batches]
         print(f"{label} buckets: {len(batches)} batches, mean {n / len(batches):.1f} rows, "
-              f"padding {padding(batches):.3f} padded tokens per real one")
+              f"padding {batch_padding(batches):.3f} padded tokens per real one")
     rates: dict[str, list[float]] = {label: [] for label in lists}
     for r in range(rounds):
         for label in (lists if r % 2 == 0 else reversed(lists)):

@@ -12,8 +12,8 @@ text (Python standard library docstrings):
   is the baseline). The job runs 3 times, each between two baselines, so that drift in a
   shared machine's speed cancels; the median is reported, with min and max, each job's
   timeline, and each process's CPU seconds over the job's window;
-- padding: padded tokens / real tokens with the scheduler's bucketing versus padding each
-  arrival-order batch of 32 to its longest item;
+- padding: padded tokens / real tokens of the batches the scheduler forms (its former replayed
+  in arrival order) versus padding each arrival-order batch of 32 to its longest item;
 - isolation: a 1-item interactive job's latency (p50/p95) while the same N-item job runs
   again (as many times as it takes to collect ``MIN_PROBES`` probes), versus idle (and that
   job's items/s with the probes alongside);
@@ -217,8 +217,9 @@ def main() -> None:
     )
     bucketed, arrival = padding(encoded, cfg)
     print(
-        f"padding (padded/real tokens): bucketed {bucketed:.3f}, arrival-order batches of 32 "
-        f"padded to longest {arrival:.3f}  -> ratio {arrival / bucketed:.2f}x"
+        f"padding (padded/real tokens): batches as the scheduler forms them {bucketed:.3f}, "
+        f"arrival-order batches of 32 padded to longest {arrival:.3f}  -> ratio "
+        f"{arrival / bucketed:.2f}x"
     )
 
     def baseline() -> dict[str, float]:
