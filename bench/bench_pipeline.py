@@ -8,9 +8,12 @@ English text (Python standard library docstrings), after a warm-up job:
   alone;
 - CPU microseconds per item of every process (gateway, scheduler, runner, nats-server,
   redis-server) over the job's window: where the pipeline spends its two cores;
-- the simulated device's own rate on the same batches (items / the runner's summed device
-  time, the ``inferq_inference_seconds`` histogram) and end to end as a fraction of it
-  (= the runner's busy ratio): how well the control plane keeps the device fed.
+- the simulated device's own rate on the same batches: items / its nominal time on them
+  (``--batch-ms`` per batch + ``--token-us`` per padded token, from the batches and padded
+  tokens the schedulers formed), and end to end as a fraction of it (= the busy ratio the
+  device would have: how well the control plane keeps it fed). Also the time the runner
+  measured around each run (``inferq_inference_seconds``): above nominal by what the runner
+  process adds to a run (the token-derived vectors, a thread woken late on busy cores).
 
     python bench/bench_pipeline.py                          # zero-cost device: the ceiling
     python bench/bench_pipeline.py --batch-ms 2 --token-us 1  # a device with a cost per batch
@@ -37,6 +40,7 @@ import os
 import statistics
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,44 +48,58 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import COARSE_BUCKETS, texts_for
-from bench.topology import KEYS, device_seconds, running, timed_job
+from bench.topology import KEYS, Topology, device_seconds, formed_batches, running, timed_job
 from models.build import ensure_default_model
 
 
-async def one_job(client: httpx.AsyncClient, body: dict, runner_ports: tuple[int, ...],
-                  pids: dict[str, int], profile_dir: Path | None = None) -> dict:
-    """Run one job alone: wall time, device time and CPU seconds per process over its window."""
+@dataclass(frozen=True)
+class Device:
+    """The simulated device's cost: per batch, and per padded token."""
+
+    batch_ms: float
+    token_us: float
+
+
+async def one_job(client: httpx.AsyncClient, body: dict, svc: Topology, device: Device,
+                  profile_dir: Path | None = None) -> dict:
+    """Run one job alone: wall time, device time (nominal and as the runners measured it) and
+    CPU seconds per process over its window."""
     n = len(body["inputs"])
-    dev0 = await device_seconds(runner_ports)
-    job = await timed_job(client, body, pids, every=0.02, profile_dir=profile_dir)
-    device = await device_seconds(runner_ports) - dev0
-    runners = len(runner_ports)
-    return dict(wall=job.wall, accepted=job.accepted, rate=n / job.wall, device=device,
-                device_rate=n * runners / device if device else float("inf"),
-                busy=device / job.wall / runners,
+    ran0, formed0 = await device_seconds(svc.runner_ports), await formed_batches(svc.sched_ports)
+    job = await timed_job(client, body, svc.pids, every=0.02, profile_dir=profile_dir)
+    ran = await device_seconds(svc.runner_ports) - ran0
+    batches, tokens = (a - b for a, b in zip(await formed_batches(svc.sched_ports), formed0,
+                                             strict=True))
+    nominal = batches * device.batch_ms / 1e3 + tokens * device.token_us / 1e6
+    runners = len(svc.runner_ports)
+    return dict(wall=job.wall, accepted=job.accepted, rate=n / job.wall,
+                device_rate=n * runners / nominal if nominal else float("inf"),
+                ran_rate=n * runners / ran if ran else float("inf"),
+                busy=nominal / job.wall / runners,
                 cpu_us={k: v / n * 1e6 for k, v in job.cpu.items()})
 
 
-async def measure(url: str, texts: list[str], jobs: int, runner_ports: tuple[int, ...],
-                  pids: dict[str, int], profile_dir: Path | None) -> list[dict]:
+async def measure(svc: Topology, texts: list[str], jobs: int, device: Device,
+                  profile_dir: Path | None) -> list[dict]:
     """A warm-up job, then ``jobs`` measured ones."""
     body = {"model": "minilm", "inputs": [{"text": t} for t in texts]}
-    async with httpx.AsyncClient(base_url=url, timeout=300, headers={
+    async with httpx.AsyncClient(base_url=svc.url, timeout=300, headers={
             "Authorization": f"Bearer {KEYS['big']}"}) as client:
         warm = {"model": "minilm", "inputs": body["inputs"][:1000]}
-        await one_job(client, warm, runner_ports, pids)
-        return [await one_job(client, body, runner_ports, pids, profile_dir if k == 0 else None)
+        await one_job(client, warm, svc, device)
+        return [await one_job(client, body, svc, device, profile_dir if k == 0 else None)
                 for k in range(jobs)]
 
 
-def report(runs: list[dict], n: int, batch_ms: float, token_us: float) -> float:
+def report(runs: list[dict], n: int, device: Device) -> float:
     """Per job and the median: items/s, the device's own rate (per runner), busy ratio,
     CPU-µs per item; returns the median items/s."""
-    print(f"\nsimulated device: {batch_ms} ms per batch + {token_us} µs per padded token; "
-          f"{n}-item jobs")
+    print(f"\nsimulated device: {device.batch_ms} ms per batch + {device.token_us} µs per "
+          f"padded token; {n}-item jobs")
     for k, r in enumerate(runs, 1):
         print(f"job {k}: {r['rate']:7.0f} items/s end to end ({r['wall']:.2f} s, 202 after "
-              f"{r['accepted'] * 1e3:.0f} ms); device alone {r['device_rate']:9.0f} items/s; "
+              f"{r['accepted'] * 1e3:.0f} ms); device alone {r['device_rate']:9.0f} items/s "
+              f"(runs as timed in the runner: {r['ran_rate']:.0f}); "
               f"end to end / device = busy ratio {r['busy']:.3f}")
     med = statistics.median(r["rate"] for r in runs)
     print(f"median end to end: {med:.0f} items/s; median busy ratio "
@@ -142,6 +160,7 @@ def main() -> None:
                                 *budget, buckets)
     if not args.sequential_tokenizer:
         os.environ["INFERQ_TOKENIZER_PARALLEL"] = "1"
+    device = Device(args.batch_ms, args.token_us)
     os.environ["INFERQ_SIM_BATCH_MS"] = str(args.batch_ms)
     os.environ["INFERQ_SIM_TOKEN_US"] = str(args.token_us)
     shapes = ("CPU-tuned model config" if args.cpu_shapes else
@@ -154,10 +173,9 @@ def main() -> None:
     rates = []
     for runners, schedulers in shapes:
         with running(repo, "simulated", runners=runners, schedulers=schedulers) as svc:
-            runs = asyncio.run(measure(svc.url, texts, jobs, svc.runner_ports, svc.pids,
-                                       args.profile))
+            runs = asyncio.run(measure(svc, texts, jobs, device, args.profile))
         print(f"\n== {runners} runner(s), {schedulers} scheduler(s)")
-        rates.append(report(runs, n, args.batch_ms, args.token_us))
+        rates.append(report(runs, n, device))
     if args.scale_out:
         print(f"\nscale-out: 2 runners + 2 schedulers / 1 + 1 = {rates[1] / rates[0]:.2f}x "
               "end to end (every job counted exactly once: succeeded == items)")

@@ -42,6 +42,8 @@ class Topology:
     tmp: Path
     runner_ports: tuple[int, ...] = ()
     """Every runner's metrics port (the first is ``runner_port``)."""
+    sched_ports: tuple[int, ...] = ()
+    """Every scheduler's metrics port (the first is ``sched_port``)."""
 
 
 def start_role(role: str, env: dict[str, str], logs: Path,
@@ -111,7 +113,8 @@ def running(model_repo: Path, backend: str, threads: int | None = None,
         _wait_ready(url)
         pids = {name: p.pid for (name, _, _), p in zip(plan, procs, strict=True)}
         pids.update(nats=nats.proc.pid, redis=redis.proc.pid)
-        yield Topology(url, sched_port, runner_port, pids, tmp, tuple(runner_ports))
+        yield Topology(url, sched_port, runner_port, pids, tmp, tuple(runner_ports),
+                       tuple(sched_ports))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -166,6 +169,16 @@ async def device_seconds(ports: tuple[int, ...]) -> float:
     """The runners' summed backend time so far (the ``inferq_inference_seconds`` sums)."""
     return sum([sum((await scrape(port, "inferq_inference_seconds_sum")).values())
                 for port in ports])
+
+
+async def formed_batches(ports: tuple[int, ...]) -> tuple[float, float]:
+    """Batches the schedulers have formed so far and their padded tokens, summed (the
+    ``inferq_batch_padded_tokens`` histograms): what a device that pads to the bucket runs."""
+    count = total = 0.0
+    for port in ports:
+        count += sum((await scrape(port, "inferq_batch_padded_tokens_count")).values())
+        total += sum((await scrape(port, "inferq_batch_padded_tokens_sum")).values())
+    return count, total
 
 
 @dataclass(frozen=True)

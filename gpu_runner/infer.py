@@ -17,6 +17,7 @@ from core.config import Settings
 from gpu_runner import records
 from gpu_runner.backends.base import Backend
 from gpu_runner.busy import BusyMeter
+from gpu_runner.gate import DeviceGate
 from gpu_runner.logcontext import job_log_fields
 from models.bucketing import pad_batch
 from schemas.bus import Batch, BatchItem
@@ -87,6 +88,7 @@ class Inference:
         self._model, self._version = model, version
         self._busy = busy
         self._tally = tally
+        self._gate = DeviceGate(backend.concurrency)
         self._in_progress_s = max(MIN_IN_PROGRESS_S, settings.batch_ack_wait_s / 3)
         self._to_bucket = backend.supported_shapes().exact or backend.simulated
         """Pad each batch to its bucket (fixed-shape engines, and the simulated device that
@@ -100,6 +102,11 @@ class Inference:
         """Batches the backend can run side by side (``Backend.concurrency``)."""
         return self._backend.concurrency
 
+    @property
+    def ahead(self) -> int:
+        """Batches launched beyond those on the device, waiting at its gate (``Backend.ahead``)."""
+        return self._backend.ahead
+
     async def run(self, msg: Msg, batch: Batch, items: list[BatchItem], *,
                   shared: bool = False) -> Inferred:
         """One record per item, and the usage of each that succeeded. A part that fails as a
@@ -107,7 +114,8 @@ class Inference:
         that fails alone is failed. ``shared``: other batches run beside it, each on its own
         share of the device (``Backend.run``)."""
         try:
-            vectors, seconds = await self._run_leased(msg, batch.bucket, items, shared)
+            vectors, seconds = await self._run_leased(msg, batch.bucket, items, shared,
+                                                      batch.urgent)
         except Exception as exc:  # noqa: BLE001 - backend errors are per-batch facts
             if len(items) == 1:
                 [it] = items
@@ -135,13 +143,14 @@ class Inference:
                 metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
         return out
 
-    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem], shared: bool
-                          ) -> tuple[np.ndarray, float]:
-        """Run in a worker thread, telling JetStream the batch is in progress meanwhile."""
+    async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem], shared: bool,
+                          urgent: bool) -> tuple[np.ndarray, float]:
+        """Run in a worker thread (waiting its turn at the device gate there), telling
+        JetStream the batch is in progress meanwhile."""
         rows = [it.token_ids for it in items]
         ids, mask = pad_batch(rows, bucket if self._to_bucket else padded_width(rows, bucket))
         work = asyncio.create_task(asyncio.to_thread(
-            self._timed_run, ids, mask, bucket, [it.client_id for it in items], shared))
+            self._timed_run, ids, mask, bucket, [it.client_id for it in items], shared, urgent))
         while True:
             done, _ = await asyncio.wait({work}, timeout=self._in_progress_s)
             if done:
@@ -149,8 +158,9 @@ class Inference:
             await msg.in_progress()
 
     def _timed_run(self, ids: np.ndarray, mask: np.ndarray, bucket: int,
-                   client_ids: list[str | None], shared: bool) -> tuple[np.ndarray, float]:
-        with self._busy.busy(len(ids), ids.size):
+                   client_ids: list[str | None], shared: bool, urgent: bool
+                   ) -> tuple[np.ndarray, float]:
+        with self._gate.hold(urgent=urgent), self._busy.busy(len(ids), ids.size):
             t0 = time.perf_counter()
             faults.crash_if_poison(client_ids)
             out = self._backend.run(ids, mask, shared=shared)

@@ -8,8 +8,14 @@ nothing starts beside it until it is done; a batch that was already waiting when
 asked for one (work is backing up), or that starts while another runs, runs on a share. With
 k = 1 this is the plain pipeline: one batch inferred while the previous one is written back.
 
-In hand at most k + 1 batches (inferring or being written back), so memory stays bounded and a
-slow store holds the next inference back rather than piling up results.
+A backend with ``ahead`` a > 0 (a device that works apart from the CPU) also takes a batches
+launched beyond its k, padded and waiting at the device gate (``gpu_runner.gate``), so the next
+starts the moment one ends; an urgent one waiting there goes first.
+
+In hand at most k + 1 + 2a batches (inferring, waiting at the device, being written back): two
+write-backs per batch queued ahead, as a fast device finishes a batch in less time than a
+write-back's store commit takes. Memory stays bounded and a slow store holds the next
+inference back rather than piling up results.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ back and acks. Settles its own failures."""
 
 
 class InFlight:
-    """Up to ``concurrency`` batches inferring at once, at most ``concurrency + 1`` in hand."""
+    """Up to ``concurrency + ahead`` batches inferring or waiting at the device at once, at
+    most ``concurrency + 1 + 2 * ahead`` in hand."""
 
-    def __init__(self, concurrency: int):
+    def __init__(self, concurrency: int, ahead: int = 0):
         self.concurrency = max(1, concurrency)
+        self.ahead = max(0, ahead)
         self._tasks: set[asyncio.Task] = set()
         self._inferring = 0
         self._alone = False
@@ -41,7 +49,7 @@ class InFlight:
 
     @property
     def inferring(self) -> int:
-        """Batches being inferred now."""
+        """Batches being inferred now, or waiting at the device for their turn."""
         return self._inferring
 
     def __len__(self) -> int:
@@ -49,8 +57,8 @@ class InFlight:
         return len(self._tasks)
 
     def _full(self) -> bool:
-        return (self._alone or self._inferring >= self.concurrency
-                or len(self._tasks) > self.concurrency)
+        return (self._alone or self._inferring >= self.concurrency + self.ahead
+                or len(self._tasks) > self.concurrency + 2 * self.ahead)
 
     async def room(self) -> None:
         """Wait until another batch may start inferring."""
@@ -64,7 +72,7 @@ class InFlight:
         (``backlogged``: more work is backing up behind it); else alone, on all of it."""
         shared = self.concurrency > 1 and (self._inferring > 0 or backlogged)
         self._inferring += 1
-        self._alone = not shared
+        self._alone = self.concurrency > 1 and not shared
         over = False
 
         def inferred() -> None:

@@ -140,10 +140,12 @@ class Runner:
         the next is received and prepared (an urgent one taken first), and the previous ones
         are written back and acked. Up to the backend's ``concurrency`` batches are inferred
         side by side (``gpu_runner.inflight``); between two inferences there is only the
-        hand-over. A redelivery may have killed a runner: it runs alone, as its ledger
-        assumes, once every batch in hand is written back."""
+        hand-over, and on a device that works apart from the CPU not even that: its next
+        batch already waits at the device gate (``Backend.ahead``). A redelivery may have
+        killed a runner: it runs alone, as its ledger assumes, once every batch in hand is
+        written back."""
         inbox = Inbox([partial(self._receive, source) for source in self._sources])
-        hands = InFlight(self._inference.concurrency)
+        hands = InFlight(self._inference.concurrency, self._inference.ahead)
         try:
             while not self._stopping.is_set():
                 await hands.room()

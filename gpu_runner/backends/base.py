@@ -96,6 +96,13 @@ class Backend(abc.ABC):
     precision: str
     simulated: ClassVar[bool] = False
     """True for a backend that runs no model (its results say so)."""
+    ahead: ClassVar[int] = 0
+    """Batches a runner keeps launched beyond ``concurrency``, waiting at the device
+    (``gpu_runner.gate``) so that one starts the moment another ends. A device that works
+    apart from the CPU (a GPU, the simulated device) takes 1: its batches take a few ms, and
+    between two of them the device would otherwise wait on the runner's event loop (write-back,
+    the next batch's hand-over). A CPU runtime takes 0: its inference shares the cores the loop
+    runs on, and a batch queued ahead would hold an urgent one back by a whole CPU batch."""
 
     def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int | None = None):
         self.version_dir = Path(version_dir)

@@ -53,6 +53,7 @@ class SimulatedBackend(Backend):
     name = "simulated"
     precision = "simulated"
     simulated = True
+    ahead = 1
 
     def __init__(self, version_dir: Path, config: ModelConfig, *, batch_ms: float = 0.0,
                  token_us: float = 0.0) -> None:

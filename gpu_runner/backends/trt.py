@@ -139,6 +139,7 @@ class TensorRTBackend(Backend):
     """
 
     name = "tensorrt"
+    ahead = 1
 
     def __init__(
         self,

@@ -125,3 +125,34 @@ async def test_a_failing_batch_frees_its_place_and_cancel_stops_the_rest() -> No
     hands.cancel()
     await asyncio.wait_for(hands.drain(), 1)
     assert len(hands) == 0 and hands.inferring == 0
+
+
+async def test_a_device_that_works_apart_from_the_cpu_gets_the_next_batch_launched_ahead(
+        ) -> None:
+    hands, log = InFlight(1, ahead=1), []
+    a, b, c, d, e = (Batch(n, log) for n in "abcde")
+    launch(hands, a, backlogged=False)
+    assert await has_room(hands)  # b may wait at the device while a runs
+    launch(hands, b, backlogged=True)
+    await settle()
+    assert not await has_room(hands)  # one on the device, one waiting: full
+    assert log == [("a", "alone"), ("b", "alone")]  # concurrency 1: never shared
+    a.infer_done.set()
+    await settle()
+    assert await has_room(hands)  # b took the device; c may wait behind it
+    launch(hands, c, backlogged=True)
+    b.infer_done.set()
+    await settle()
+    launch(hands, d, backlogged=True)  # a and b written back, c inferring, d waiting: 4
+    c.infer_done.set()
+    await settle()
+    assert len(hands) == 4 and not await has_room(hands)  # two write-backs per queued batch
+    a.written.set()
+    await settle()
+    assert await has_room(hands)
+    launch(hands, e, backlogged=True)
+    for x in (b, c, d, e):
+        x.infer_done.set()
+        x.written.set()
+    await asyncio.wait_for(hands.drain(), 1)
+    assert len(hands) == 0 and hands.inferring == 0
