@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable
+from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -16,7 +18,30 @@ from core.tls import TlsConfigError, TlsFiles
 SOCKET_TIMEOUT_S = 5.0
 
 
-class TimedWriteConnection(aioredis.Connection):
+class CPackedCommands:
+    """Commands packed by hiredis (C) rather than redis-py's Python packer, where the bytes
+    are provably the same: every argument a ``str`` or ``bytes`` (no numbers, whose text
+    redis-py formats itself) and the client's encoding UTF-8 with strict errors. A runner's
+    batch write-back sends ~1,300 arguments (four per item), which redis-py takes ~1.5 ms of
+    CPU to pack and hiredis ~0.1 ms. Anything else goes to redis-py."""
+
+    encoder: Any
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        enc = self.encoder
+        if (args and enc.encoding.lower().replace("-", "") == "utf8"
+                and enc.encoding_errors == "strict" and all(type(a) in _TEXT for a in args)):
+            first = args[0].encode() if type(args[0]) is str else args[0]
+            if b" " in first:  # "CONFIG GET": the server wants the words apart (as redis-py)
+                args = (*first.split(), *args[1:])
+            return [hiredis.pack_command(args)]
+        return super().pack_command(*args)  # type: ignore[misc]
+
+
+_TEXT = (str, bytes)
+
+
+class TimedWriteConnection(CPackedCommands, aioredis.Connection):
     """redis-py's connection, with the write's timeout kept by ``asyncio.timeout`` instead of
     ``asyncio.wait_for``: on Python 3.11 ``wait_for`` wraps every command's write in a new
     task, a few percent of a status poll's CPU. Same errors: a timed-out write disconnects
@@ -38,6 +63,10 @@ class TimedWriteConnection(aioredis.Connection):
         except TimeoutError:  # asyncio's (redis's own TimeoutError is not one)
             await self.disconnect(nowait=True)
             raise rexc.TimeoutError("Timeout writing to socket") from None
+
+
+class CPackedSSLConnection(CPackedCommands, aioredis.SSLConnection):
+    """redis-py's TLS connection, with commands packed by hiredis where that is exact."""
 
 
 def open_redis(url: str, *, username: str | None = None, password: str | None = None,
@@ -67,6 +96,8 @@ def open_redis(url: str, *, username: str | None = None, password: str | None = 
         health_check_interval=10, **options)
     if pool.connection_class is aioredis.Connection:  # not unix:// or rediss://
         pool.connection_class = TimedWriteConnection
+    elif pool.connection_class is aioredis.SSLConnection:
+        pool.connection_class = CPackedSSLConnection
     return aioredis.Redis.from_pool(pool)
 
 

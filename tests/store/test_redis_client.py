@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import hiredis
 import pytest
+import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from store.redis_client import TimedWriteConnection, open_redis
@@ -36,5 +38,35 @@ async def test_a_stuck_write_times_out_and_disconnects(redis_url, monkeypatch) -
             await conn.send_command("PING")
         assert not conn.is_connected
         assert conn.socket_timeout == 0.05
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("args", "by_hiredis"), [
+    (("SET", "k", "v"), True),
+    (("CONFIG GET", "maxmemory"), True),  # the first argument's words go apart
+    ((b"HSET", "ключ", b"\x00\xff", "", "i:3"), True),
+    (("EVALSHA", "a" * 40, "1", "inferq:job:j", *(["17", "s", "45", "1234"] * 300)), True),
+    (("SET", "k", 1), False),  # a number: redis-py formats it
+    (("SET", "k", 0.1), False),
+])
+def test_commands_are_packed_to_the_bytes_redis_py_would_send(args, by_hiredis,
+                                                              monkeypatch) -> None:
+    ours, theirs = TimedWriteConnection(), aioredis.Connection()
+    calls = []
+    monkeypatch.setattr(hiredis, "pack_command", lambda a, real=hiredis.pack_command: (
+        calls.append(a), real(a))[1])
+    assert b"".join(ours.pack_command(*args)) == b"".join(theirs.pack_command(*args))
+    assert bool(calls) == by_hiredis
+
+
+async def test_a_command_of_a_thousand_arguments_reaches_redis_intact(redis_url) -> None:
+    client = open_redis(redis_url)
+    try:
+        mapping = {f"f{i}": f"värde {i}" for i in range(500)}
+        fields = [x for pair in mapping.items() for x in pair]
+        assert await client.hset("h", mapping=mapping) == 500
+        assert await client.hget("h", "f499") == "värde 499".encode()
+        assert await client.eval("return #ARGV", 0, *fields) == 1000
     finally:
         await client.aclose()
