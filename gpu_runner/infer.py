@@ -135,12 +135,13 @@ class Inference:
         # batch run beside others had its share of the device for that time, not all of it.
         device = 1 / self._backend.concurrency if shared else 1.0
         shares = share_by_tokens(seconds * device, [batch.bucket] * len(items))
+        latency = metrics.ITEM_LATENCY.labels(self._model)
         for it, vec, us in zip(items, vectors, shares, strict=True):
             out.records.append(records.succeeded(it, vec, self._version, now,
                                                  simulated=self._backend.simulated))
             out.usage[(it.job_id, it.index)] = ItemUsage(len(it.token_ids), us)
             if it.enqueued_at:
-                metrics.ITEM_LATENCY.labels(self._model).observe(max(0.0, now - it.enqueued_at))
+                latency.observe(max(0.0, now - it.enqueued_at))
         return out
 
     async def _run_leased(self, msg: Msg, bucket: int, items: list[BatchItem], shared: bool,

@@ -9,7 +9,7 @@ each item's input tokens and inference time: a replay adds nothing.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -122,8 +122,9 @@ class WriteBack:
     def _count_items(self, records: list[ItemRecord], newly: int) -> None:
         # The script counts per job; attribute per status/code for the metric (approximate only
         # when a replay counts part of a batch, which the metric tolerates).
-        for r in records[:newly]:
-            metrics.ITEMS_FINISHED.labels(self._model, r.status, r.error_code or "").inc()
+        for (status, code), n in Counter((r.status, r.error_code or "")
+                                         for r in records[:newly]).items():
+            metrics.ITEMS_FINISHED.labels(self._model, status, code).inc(n)
 
     async def _with_cache(self, job_id: str, call):
         """Run a cache call; on a cache miss rebuild the job's hash from the store and retry

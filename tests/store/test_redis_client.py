@@ -47,8 +47,8 @@ async def test_a_stuck_write_times_out_and_disconnects(redis_url, monkeypatch) -
     (("CONFIG GET", "maxmemory"), True),  # the first argument's words go apart
     ((b"HSET", "ключ", b"\x00\xff", "", "i:3"), True),
     (("EVALSHA", "a" * 40, "1", "inferq:job:j", *(["17", "s", "45", "1234"] * 300)), True),
-    (("SET", "k", 1), False),  # a number: redis-py formats it
-    (("SET", "k", 0.1), False),
+    (("EVALSHA", "a" * 40, 1, "k", -7, 10**20), True),  # ints: str(n), as redis-py
+    (("SET", "k", 0.1), False),  # a float: redis-py formats it
 ])
 def test_commands_are_packed_to_the_bytes_redis_py_would_send(args, by_hiredis,
                                                               monkeypatch) -> None:
@@ -58,6 +58,11 @@ def test_commands_are_packed_to_the_bytes_redis_py_would_send(args, by_hiredis,
         calls.append(a), real(a))[1])
     assert b"".join(ours.pack_command(*args)) == b"".join(theirs.pack_command(*args))
     assert bool(calls) == by_hiredis
+
+
+def test_a_bool_is_refused_as_redis_py_refuses_it() -> None:
+    with pytest.raises(rexc.DataError):
+        TimedWriteConnection().pack_command("SET", "k", True)
 
 
 async def test_a_command_of_a_thousand_arguments_reaches_redis_intact(redis_url) -> None:
