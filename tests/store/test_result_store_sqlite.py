@@ -164,13 +164,13 @@ async def test_purge_works_in_bounded_chunks(tmp_path: Path,
             await store.claim_idempotency(
                 IdempotencyRecord("t", f"k{n}", "h", "live", 1.0, 50.0 + n), now=1.0)
         transactions = 0
-        run = store._run
+        write = store._write
 
         async def counting(fn, *args):
             nonlocal transactions
             transactions += 1
-            return await run(fn, *args)
-        monkeypatch.setattr(store, "_run", counting)
+            return await write(fn, *args)
+        monkeypatch.setattr(store, "_write", counting)
         # 3 jobs with 10 items each, and keys k0..k10 (k11 expires at 61)
         assert await store.purge_expired(now=60.0) == 3 * 11 + 11
         assert transactions >= (33 + 11) // 7

@@ -4,7 +4,12 @@ Every connection runs in WAL mode (readers never block the writer) with ``synchr
 (a committed result survives power loss) and a busy timeout (writers queue instead of
 failing). Writes are short ``BEGIN IMMEDIATE`` transactions: a writer takes the lock up
 front, so it never has to upgrade a read snapshot and fail with SQLITE_BUSY mid-transaction.
-Blocking calls run in threads via ``asyncio.to_thread``, each on a pooled connection.
+Blocking calls run in threads via ``asyncio.to_thread``, each on a pooled connection. Writes
+from one process take turns on an in-process lock before they ask SQLite for its write lock:
+SQLite's busy handler polls a held lock with sleeps of 1, 2, 5, 10, 15, 20, 25... ms, so two
+writers of one process contending through it (a runner's write-backs, a job's start) waited
+10-60 ms behind each other's few-ms commits; on the lock the next starts when one ends. Other
+processes' writers still meet SQLite's lock and its busy timeout.
 """
 
 from __future__ import annotations
@@ -81,19 +86,34 @@ class ConnectionPool:
         self._size = size
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
+        """Held by this process's writer (see the module docstring)."""
         self._gate: asyncio.Semaphore | None = None
         self._closed = False
         self._migrated = not auto_migrate
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in a worker thread on a pooled connection; sqlite3 errors come
-        out as :class:`StoreError` (see :func:`translate`)."""
+        out as :class:`StoreError` (see :func:`translate`). For reads: a ``fn`` that writes
+        goes through :meth:`write`."""
+        return await self._submit(self._call, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """As :meth:`run`, for a ``fn`` that writes: it runs holding this process's writer
+        lock, so this process's writers take turns without SQLite's busy-handler sleeps."""
+        return await self._submit(self._call_writing, fn, *args)
+
+    async def _submit(self, call: Callable[..., T], fn: Callable[..., Any], *args: Any) -> T:
         if self._closed:
             raise StoreError(f"SQLite result store {self.path} is closed")
         if self._gate is None:
             self._gate = asyncio.Semaphore(self._size)
         async with self._gate:
-            return await asyncio.to_thread(self._call, fn, *args)
+            return await asyncio.to_thread(call, fn, *args)
+
+    def _call_writing(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._writer:
+            return self._call(fn, *args)
 
     def close(self) -> None:
         """Close the idle connections; busy ones close when their call returns. Idempotent."""

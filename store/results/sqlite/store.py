@@ -64,9 +64,12 @@ class SqliteResultStore(ResultStore):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._pool.run(fn, *args)
 
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._pool.write(fn, *args)
+
     async def migrate(self) -> None:
         """Run the schema script (every statement IF NOT EXISTS) and add missing columns."""
-        await self._run(migrate_schema)
+        await self._write(migrate_schema)
 
     async def ping(self) -> None:
         """Answers a read, and would take a write within ``PING_WRITE_WAIT_S``: another
@@ -95,7 +98,7 @@ class SqliteResultStore(ResultStore):
         row = job_row(job)
         sql = (f"INSERT INTO jobs ({JOB_COLS}) VALUES ({', '.join('?' * len(row))}) "
                "ON CONFLICT (job_id) DO NOTHING")
-        await self._run(lambda conn: conn.execute(sql, row))
+        await self._write(lambda conn: conn.execute(sql, row))
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """One primary-key read."""
@@ -127,7 +130,7 @@ class SqliteResultStore(ResultStore):
 
     async def mark_published(self, job_id: str) -> None:
         """One UPDATE of the published flag."""
-        await self._run(lambda conn: conn.execute(
+        await self._write(lambda conn: conn.execute(
             "UPDATE jobs SET published = 1 WHERE job_id = ? AND published = 0", (job_id,)))
 
     async def unpublished_jobs(self, older_than: float, limit: int = 100) -> list[JobRecord]:
@@ -142,7 +145,7 @@ class SqliteResultStore(ResultStore):
 
     async def mark_started(self, job_id: str, started_at: float) -> None:
         """One conditional UPDATE: only a queued job that never started moves."""
-        await self._run(lambda conn: conn.execute(
+        await self._write(lambda conn: conn.execute(
             "UPDATE jobs SET started_at = ?, status = ? "
             "WHERE job_id = ? AND started_at IS NULL AND status = ?",
             (started_at, JobStatus.RUNNING.value, job_id, JobStatus.QUEUED.value)))
@@ -152,7 +155,7 @@ class SqliteResultStore(ResultStore):
                          error_message: str | None = None) -> bool:
         """One conditional UPDATE: of racing finishers, the first to commit wins."""
         check_terminal_job(status)
-        cur = await self._run(lambda conn: conn.execute(
+        cur = await self._write(lambda conn: conn.execute(
             "UPDATE jobs SET status = ?, outcome = ?, finished_at = ?, error_code = ?, "
             f"error_message = ? WHERE job_id = ? AND status NOT IN {TERMINAL_SQL}",
             (status, outcome, finished_at, error_code, error_message, job_id)))
@@ -164,7 +167,7 @@ class SqliteResultStore(ResultStore):
                               error_message: str | None = None) -> bool:
         """One UPDATE conditional on the terminal job's error code."""
         check_terminal_job(status)
-        cur = await self._run(lambda conn: conn.execute(
+        cur = await self._write(lambda conn: conn.execute(
             "UPDATE jobs SET status = ?, outcome = ?, finished_at = ?, error_code = ?, "
             f"error_message = ? WHERE job_id = ? AND status IN {TERMINAL_SQL} AND error_code = ?",
             (status, outcome, finished_at, error_code, error_message, job_id,
@@ -184,7 +187,7 @@ class SqliteResultStore(ResultStore):
             with write_transaction(conn):
                 conn.executemany(sql, rows)
         if rows:
-            await self._run(run)
+            await self._write(run)
 
     async def replace_items(self, items: list[ItemRecord]) -> None:
         """One transaction of INSERT OR REPLACE."""
@@ -196,7 +199,7 @@ class SqliteResultStore(ResultStore):
             with write_transaction(conn):
                 conn.executemany(sql, rows)
         if rows:
-            await self._run(run)
+            await self._write(run)
 
     async def item_counts(self, job_id: str) -> tuple[int, int]:
         """One GROUP BY over the job's rows (small columns only)."""
@@ -245,7 +248,7 @@ class SqliteResultStore(ResultStore):
                 row = conn.execute(f"SELECT {IDEM_COLS} FROM idempotency "
                                    "WHERE tenant = ? AND key = ?", (rec.tenant, rec.key)).fetchone()
                 return idempotency_record(row), False
-        return await self._run(run)
+        return await self._write(run)
 
     async def get_idempotency(self, tenant: str, key: str, now: float) -> IdempotencyRecord | None:
         """One primary-key read that skips an expired row."""
@@ -286,6 +289,6 @@ class SqliteResultStore(ResultStore):
         for step in (purge_jobs, purge_keys):
             more = True
             while more:
-                n, more = await self._run(step)
+                n, more = await self._write(step)
                 total += n
         return total
