@@ -174,8 +174,10 @@ class Settings:
     while interactive work flows (``batch_time_budget_window_s``). 0: off."""
     batch_time_budget_window_s: float = 10.0
     """Batches are sized by ``batch_time_budget_s`` until this long after the model's last
-    interactive item; a batch-only backlog gets the model's full batches (its best
-    throughput). Longer covers sparser interactive traffic at a longer throughput cost."""
+    interactive item, and a runner queues no batch work ahead at its device
+    (``Backend.ahead``) until this long after its last urgent batch; a batch-only backlog gets
+    the model's full batches and a device fed without a gap (its best throughput). Longer
+    covers sparser interactive traffic at a longer throughput cost."""
     runner_queue_s: float = 0.05
     """Work formed ahead for each live runner, in seconds of its measured throughput: on
     top of the batch each runner asks for, enough batches wait in BATCHES to keep a fast

@@ -145,7 +145,8 @@ class Runner:
         killed a runner: it runs alone, as its ledger assumes, once every batch in hand is
         written back."""
         inbox = Inbox([partial(self._receive, source) for source in self._sources])
-        hands = InFlight(self._inference.concurrency, self._inference.ahead)
+        hands = InFlight(self._inference.concurrency, self._inference.ahead,
+                         urgent_window_s=self._s.batch_time_budget_window_s)
         try:
             while not self._stopping.is_set():
                 await hands.room()
@@ -164,7 +165,8 @@ class Runner:
                     await self._settle.guard(Stage.RESUME, work.msg, work.batch,
                                              self._resume(work))
                 else:
-                    hands.launch(partial(self._batch, work), backlogged=inbox.backlogged)
+                    hands.launch(partial(self._batch, work), backlogged=inbox.backlogged,
+                                 urgent=work.batch.urgent)
             await hands.drain()
         except asyncio.CancelledError:
             hands.cancel()

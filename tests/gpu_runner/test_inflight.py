@@ -130,7 +130,7 @@ async def test_a_failing_batch_frees_its_place_and_cancel_stops_the_rest() -> No
 async def test_a_device_that_works_apart_from_the_cpu_gets_the_next_batch_launched_ahead(
         ) -> None:
     hands, log = InFlight(1, ahead=1), []
-    a, b, c, d, e = (Batch(n, log) for n in "abcde")
+    a, b, c, d = (Batch(n, log) for n in "abcd")
     launch(hands, a, backlogged=False)
     assert await has_room(hands)  # b may wait at the device while a runs
     launch(hands, b, backlogged=True)
@@ -143,16 +143,35 @@ async def test_a_device_that_works_apart_from_the_cpu_gets_the_next_batch_launch
     launch(hands, c, backlogged=True)
     b.infer_done.set()
     await settle()
-    launch(hands, d, backlogged=True)  # a and b written back, c inferring, d waiting: 4
-    c.infer_done.set()
-    await settle()
-    assert len(hands) == 4 and not await has_room(hands)  # two write-backs per queued batch
+    assert len(hands) == 3 and not await has_room(hands)  # a and b written back, c inferring
     a.written.set()
     await settle()
     assert await has_room(hands)
-    launch(hands, e, backlogged=True)
-    for x in (b, c, d, e):
+    launch(hands, d, backlogged=True)
+    for x in (b, c, d):
         x.infer_done.set()
         x.written.set()
     await asyncio.wait_for(hands.drain(), 1)
     assert len(hands) == 0 and hands.inferring == 0
+
+
+async def test_nothing_waits_ahead_at_the_device_while_interactive_work_flows() -> None:
+    now = [100.0]
+    hands, log = InFlight(1, ahead=1, urgent_window_s=10.0, clock=lambda: now[0]), []
+    u, a, b = (Batch(n, log) for n in "uab")
+    hands.launch(u.work, backlogged=False, urgent=True)
+    assert hands.queue_ahead == 0 and not await has_room(hands)  # nothing queues behind u
+    u.infer_done.set()
+    u.written.set()
+    await settle()
+    now[0] += 9.0
+    launch(hands, a, backlogged=True)
+    assert not await has_room(hands)  # 9 s after an urgent batch: still one at a time
+    now[0] += 1.0
+    assert hands.queue_ahead == 1 and await has_room(hands)  # batch work only: queue ahead
+    launch(hands, b, backlogged=True)
+    assert not await has_room(hands)
+    for x in (a, b):
+        x.infer_done.set()
+        x.written.set()
+    await asyncio.wait_for(hands.drain(), 1)
