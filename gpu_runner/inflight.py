@@ -15,8 +15,8 @@ flows: until ``urgent_window_s`` after the last urgent batch nothing waits ahead
 batch is never held behind batch work already queued at the device, and the runner's loop
 (busier the faster batches go) answers it sooner. On the 2-core machine, simulated device:
 queuing ahead made 10,000-item jobs 1.24x as fast end to end (``bench/bench_pipeline.py``),
-and without this pause it cost a 1-item interactive job beside a batch job ~5-10 ms at p50
-and 15-30 ms at p95 (``bench/bench_service.py --backend simulated``).
+and without this pause it cost a 1-item interactive job beside a batch job ~10 ms at p50 and
+up to 50 ms at p95 (``bench/bench_service.py --backend simulated``).
 
 In hand at most k + 1 + a batches (inferring, waiting at the device, being written back), so
 memory stays bounded and a slow store holds the next inference back rather than piling up
