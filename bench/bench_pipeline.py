@@ -96,14 +96,21 @@ def report(runs: list[dict], n: int, device: Device) -> float:
     CPU-µs per item; returns the median items/s."""
     print(f"\nsimulated device: {device.batch_ms} ms per batch + {device.token_us} µs per "
           f"padded token; {n}-item jobs")
+    costs = device.batch_ms > 0 or device.token_us > 0
     for k, r in enumerate(runs, 1):
-        print(f"job {k}: {r['rate']:7.0f} items/s end to end ({r['wall']:.2f} s, 202 after "
-              f"{r['accepted'] * 1e3:.0f} ms); device alone {r['device_rate']:9.0f} items/s "
-              f"(runs as timed in the runner: {r['ran_rate']:.0f}); "
-              f"end to end / device = busy ratio {r['busy']:.3f}")
+        line = (f"job {k}: {r['rate']:7.0f} items/s end to end ({r['wall']:.2f} s, 202 after "
+                f"{r['accepted'] * 1e3:.0f} ms); ")
+        if costs:
+            line += (f"device alone {r['device_rate']:9.0f} items/s (runs as timed in the "
+                     f"runner: {r['ran_rate']:.0f}); end to end / device = busy ratio "
+                     f"{r['busy']:.3f}")
+        else:  # a zero-cost device has no rate of its own: the ceiling is the control plane's
+            line += f"runs as timed in the runner: {r['ran_rate']:.0f} items/s"
+        print(line)
     med = statistics.median(r["rate"] for r in runs)
-    print(f"median end to end: {med:.0f} items/s; median busy ratio "
-          f"{statistics.median(r['busy'] for r in runs):.3f}")
+    print(f"median end to end: {med:.0f} items/s" + (
+        f"; median busy ratio {statistics.median(r['busy'] for r in runs):.3f}" if costs
+        else ""))
     procs = list(runs[0]["cpu_us"])
     total = {p: statistics.median(r["cpu_us"][p] for r in runs) for p in procs}
     print("CPU µs per item (median): " + ", ".join(f"{p} {v:.0f}" for p, v in total.items())
