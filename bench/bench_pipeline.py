@@ -48,7 +48,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import COARSE_BUCKETS, texts_for
-from bench.topology import KEYS, Topology, device_seconds, formed_batches, running, timed_job
+from bench.topology import KEYS, Topology, device_seconds, formed_totals, running, timed_job
+from gpu_runner.backends.simulated import nominal_seconds
 from models.build import ensure_default_model
 
 
@@ -65,12 +66,13 @@ async def one_job(client: httpx.AsyncClient, body: dict, svc: Topology, device: 
     """Run one job alone: wall time, device time (nominal and as the runners measured it) and
     CPU seconds per process over its window."""
     n = len(body["inputs"])
-    ran0, formed0 = await device_seconds(svc.runner_ports), await formed_batches(svc.sched_ports)
+    ran0, formed0 = await device_seconds(svc.runner_ports), await formed_totals(svc.sched_ports)
     job = await timed_job(client, body, svc.pids, every=0.02, profile_dir=profile_dir)
     ran = await device_seconds(svc.runner_ports) - ran0
-    batches, tokens = (a - b for a, b in zip(await formed_batches(svc.sched_ports), formed0,
+    batches, tokens = (a - b for a, b in zip(await formed_totals(svc.sched_ports), formed0,
                                              strict=True))
-    nominal = batches * device.batch_ms / 1e3 + tokens * device.token_us / 1e6
+    nominal = nominal_seconds(device.batch_ms, device.token_us, batches=batches,
+                              padded_tokens=tokens)
     runners = len(svc.runner_ports)
     return dict(wall=job.wall, accepted=job.accepted, rate=n / job.wall,
                 device_rate=n * runners / nominal if nominal else float("inf"),

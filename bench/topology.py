@@ -171,7 +171,7 @@ async def device_seconds(ports: tuple[int, ...]) -> float:
                 for port in ports])
 
 
-async def formed_batches(ports: tuple[int, ...]) -> tuple[float, float]:
+async def formed_totals(ports: tuple[int, ...]) -> tuple[float, float]:
     """Batches the schedulers have formed so far and their padded tokens, summed (the
     ``inferq_batch_padded_tokens`` histograms): what a device that pads to the bucket runs."""
     count = total = 0.0

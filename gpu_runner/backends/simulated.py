@@ -47,6 +47,13 @@ def token_vectors(input_ids: np.ndarray, attention_mask: np.ndarray, dim: int) -
     return vec
 
 
+def nominal_seconds(batch_ms: float, token_us: float, *, batches: float,
+                    padded_tokens: float) -> float:
+    """What the simulated device costs for ``batches`` batches holding ``padded_tokens`` padded
+    tokens in all: ``batch_ms`` per batch plus ``token_us`` per padded token."""
+    return batches * batch_ms / 1e3 + padded_tokens * token_us / 1e6
+
+
 class SimulatedBackend(Backend):
     """Sleeps for the configured device time per batch; returns token-derived unit vectors."""
 
@@ -65,7 +72,8 @@ class SimulatedBackend(Backend):
 
     def device_seconds(self, batch: int, seq_len: int) -> float:
         """The time the simulated device spends on a [batch, seq_len] input."""
-        return self.batch_ms / 1e3 + self.token_us / 1e6 * batch * seq_len
+        return nominal_seconds(self.batch_ms, self.token_us, batches=1,
+                               padded_tokens=batch * seq_len)
 
     def warmup(self) -> None:
         """Nothing to warm: the simulated device has no first-batch cost."""

@@ -34,6 +34,14 @@ async def has_room(hands: InFlight) -> bool:
     return waiting.done() and not waiting.cancelled()
 
 
+async def finish(hands: InFlight, *batches: Batch) -> None:
+    """End the batches' inference and write-back; every batch in hand is then settled."""
+    for x in batches:
+        x.infer_done.set()
+        x.written.set()
+    await asyncio.wait_for(hands.drain(), 1)
+
+
 def launch(hands: InFlight, batch: Batch, *, backlogged: bool) -> None:
     hands.launch(batch.work, backlogged=backlogged)
 
@@ -63,10 +71,7 @@ async def test_a_batch_for_an_idle_runner_runs_alone_then_backed_up_work_runs_si
     launch(hands, d, backlogged=False)
     await settle()
     assert log[-1] == ("d", "shared")  # c still inferring
-    for x in (b, c, d):
-        x.infer_done.set()
-        x.written.set()
-    await asyncio.wait_for(hands.drain(), 1)
+    await finish(hands, b, c, d)
     assert len(hands) == 0 and hands.inferring == 0
 
 
@@ -148,10 +153,7 @@ async def test_a_device_that_works_apart_from_the_cpu_gets_the_next_batch_launch
     await settle()
     assert await has_room(hands)
     launch(hands, d, backlogged=True)
-    for x in (b, c, d):
-        x.infer_done.set()
-        x.written.set()
-    await asyncio.wait_for(hands.drain(), 1)
+    await finish(hands, b, c, d)
     assert len(hands) == 0 and hands.inferring == 0
 
 
@@ -171,7 +173,4 @@ async def test_nothing_waits_ahead_at_the_device_while_interactive_work_flows() 
     assert hands.queue_ahead == 1 and await has_room(hands)  # batch work only: queue ahead
     launch(hands, b, backlogged=True)
     assert not await has_room(hands)
-    for x in (a, b):
-        x.infer_done.set()
-        x.written.set()
-    await asyncio.wait_for(hands.drain(), 1)
+    await finish(hands, a, b)
