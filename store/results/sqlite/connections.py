@@ -26,6 +26,12 @@ from store.results.sqlite.schema import migrate_schema
 
 T = TypeVar("T")
 
+PAGE_SIZE = 16_384
+"""Bytes per page of a new database file (SQLite fixes it when the file is created; an existing
+file keeps its own). Item rows carry a ~1.5 KB embedding, two to a default 4 KB page: 256-item
+``upsert_items`` transactions cost a median 10.1 CPU-µs an item at 16 KB against 11.8 at 4 KB,
+two files written in alternating rounds in one process."""
+
 # Primary result codes that mean "not now" rather than "never".
 _TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
               sqlite3.SQLITE_FULL, sqlite3.SQLITE_PROTOCOL}
@@ -128,6 +134,7 @@ class ConnectionPool:
                                check_same_thread=False)
         try:
             wait_for_locks(conn, self.busy_timeout_s)
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a new file's only: see PAGE_SIZE
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"SQLite result store {self.path} cannot use WAL (got {mode})")
