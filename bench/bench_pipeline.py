@@ -2,7 +2,8 @@
 
 Starts gateway, scheduler and one runner (``--backend simulated``) as separate processes over
 nats-server, redis-server and SQLite, as ``inferq dev`` does, and measures on real-length
-English text (Python standard library docstrings), after a warm-up job:
+English text (Python standard library docstrings), after a warm-up job (and the second the
+schedulers take to read the runners' measured speed, from which they form work ahead):
 
 - end-to-end items/s of N-item jobs (POST to terminal status, polled every 20 ms), each job
   alone;
@@ -50,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import COARSE_BUCKETS, texts_for
 from bench.topology import KEYS, Topology, device_seconds, formed_totals, running, timed_job
 from gpu_runner.backends.simulated import nominal_seconds
+from gpu_runner.service import FIRST_MEASURE_S
 from models.build import ensure_default_model
+from scheduler.credit import POOL_REFRESH_S
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ async def measure(svc: Topology, texts: list[str], jobs: int, device: Device,
             "Authorization": f"Bearer {KEYS['big']}"}) as client:
         warm = {"model": "minilm", "inputs": body["inputs"][:1000]}
         await one_job(client, warm, svc, device)
+        # A warm runner has reported its measured speed (FIRST_MEASURE_S after its first
+        # batch); the schedulers read it at most POOL_REFRESH_S later and form work ahead.
+        await asyncio.sleep(FIRST_MEASURE_S + POOL_REFRESH_S)
         return [await one_job(client, body, svc, device, profile_dir if k == 0 else None)
                 for k in range(jobs)]
 

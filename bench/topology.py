@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from core.tenants import Tenant, hash_key, write_tenants_file
 from inferq.embedded import free_port, nats_server, redis_server
@@ -195,11 +196,13 @@ class TimedJob:
 async def timed_job(client: httpx.AsyncClient, body: dict, pids: dict[str, int], *,
                     every: float, profile_dir: Path | None = None) -> TimedJob:
     """POST the job, poll it to terminal every ``every`` seconds; every item must succeed.
-    ``profile_dir``: py-spy stacks of the roles over the same window."""
+    The body is encoded before the clock starts (the client's JSON encoder is not the
+    service). ``profile_dir``: py-spy stacks of the roles over the same window."""
+    raw = msgspec.json.encode(body)
     cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     spies = profile(pids, profile_dir) if profile_dir else []
     t0 = time.perf_counter()
-    r = await client.post("/v1/jobs", json=body)
+    r = await client.post("/v1/jobs", content=raw, headers={"Content-Type": "application/json"})
     r.raise_for_status()
     accepted = time.perf_counter() - t0
     doc = await wait_done(client, r.json()["job_id"], every)

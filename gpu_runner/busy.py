@@ -30,6 +30,8 @@ class BusyMeter:
         self._spans: deque[tuple[float, float, int, int]] = deque()
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._capacity: float | None = None
+        self._token_rate: float | None = None
 
     @contextmanager
     def busy(self, items: int = 0, tokens: int = 0):
@@ -62,19 +64,26 @@ class BusyMeter:
         return min(1.0, busy / span) if span > 0 else 0.0
 
     def capacity(self, now: float | None = None) -> float | None:
-        """Items per second of busy time over the window; None before any work."""
+        """Items per second of busy time over the window; after a quiet window, the last
+        measured (a device idle for a while is no slower: the schedulers keep forming work
+        ahead for it from its first batch); None before any work."""
         now = time.monotonic() if now is None else now
         busy, spans = self._busy(now)
         items = sum(n for _, _, n, _ in spans)
-        return items / busy if busy > 0 and items > 0 else None
+        if busy > 0 and items > 0:
+            self._capacity = items / busy
+        return self._capacity
 
     def token_rate(self, now: float | None = None) -> float | None:
-        """Padded tokens per second of a batch's own run over the window; None before any
-        work. Sizes batches by time (``Settings.batch_time_budget_s``), whatever their shape:
-        batches run side by side each progress at their share's speed, so this adds their
-        durations rather than counting common time once (as ``capacity`` does)."""
+        """Padded tokens per second of a batch's own run over the window (after a quiet
+        window, the last measured); None before any work. Sizes batches by time
+        (``Settings.batch_time_budget_s``), whatever their shape: batches run side by side
+        each progress at their share's speed, so this adds their durations rather than
+        counting common time once (as ``capacity`` does)."""
         now = time.monotonic() if now is None else now
         _, spans = self._window_spans(now)
         took = sum(e - s for s, e, _, _ in spans)
         tokens = sum(t for _, _, _, t in spans)
-        return tokens / took if took > 0 and tokens > 0 else None
+        if took > 0 and tokens > 0:
+            self._token_rate = tokens / took
+        return self._token_rate

@@ -18,9 +18,13 @@ queuing ahead made 10,000-item jobs 1.24x as fast end to end (``bench/bench_pipe
 and without this pause it cost a 1-item interactive job beside a batch job ~10 ms at p50 and
 up to 50 ms at p95 (``bench/bench_service.py --backend simulated``).
 
-In hand at most k + 1 + a batches (inferring, waiting at the device, being written back), so
+In hand at most k + 1 + 2a batches (inferring, waiting at the device, being written back), so
 memory stays bounded and a slow store holds the next inference back rather than piling up
-results.
+results. A device that takes a batch ahead may also have one more written back per batch
+ahead: its batches take a few ms each, and a write-back (store commit, Redis, ack) 15-30 ms on
+a busy 2-core machine, so with one write-back the device waited for the store (simulated
+device, 2 ms + 1 µs/token: its busy share of the time the runner had work rose from about
+0.85 to 0.90, ``bench/bench_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ back and acks. Settles its own failures."""
 class InFlight:
     """Up to ``concurrency + ahead`` batches inferring or waiting at the device at once (no
     more than ``concurrency`` within ``urgent_window_s`` of an urgent batch), at most
-    ``concurrency + 1 + ahead`` in hand."""
+    ``concurrency + 1 + 2 * ahead`` in hand."""
 
     def __init__(self, concurrency: int, ahead: int = 0, *, urgent_window_s: float = 0.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -78,8 +82,9 @@ class InFlight:
 
     def _full(self) -> bool:
         ahead = self.queue_ahead
+        write_backs = 1 + ahead
         return (self._alone or self._inferring >= self.concurrency + ahead
-                or len(self._tasks) > self.concurrency + ahead)
+                or len(self._tasks) >= self.concurrency + ahead + write_backs)
 
     async def room(self) -> None:
         """Wait until another batch may start inferring."""

@@ -47,6 +47,10 @@ HEARTBEAT_S = ALIVE_S / 5
 """A runner counts as alive for ``ALIVE_S`` after its last heartbeat: five beats per window,
 so a slow Redis call or two never makes a live runner look dead."""
 
+FIRST_MEASURE_S = 0.25
+"""Until a runner has reported a measured capacity, it looks this often whether it has one
+(no Redis call unless it has): a beat then tells the schedulers at once."""
+
 FETCH_ERROR_PAUSE_S = 0.5
 """Pause after a failed fetch (NATS reconnecting) before asking again: no busy loop."""
 
@@ -121,17 +125,28 @@ class Runner:
             pass
 
     async def _heartbeat(self) -> None:
+        """Every ``HEARTBEAT_S``; and as soon as the first capacity is measured (within
+        ``FIRST_MEASURE_S``), so the schedulers form work ahead for a new runner from its
+        first batches on rather than seconds later."""
+        last, measured = time.monotonic(), False
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(FIRST_MEASURE_S if not measured else HEARTBEAT_S)
+            first = not measured and self._busy.capacity() is not None
+            if not first and time.monotonic() - last < HEARTBEAT_S:
+                continue
+            last = time.monotonic()
             ratio = self._busy.ratio()
             metrics.RUNNER_BUSY.labels(self._model).set(ratio)
             if self._gpu is not None and (util := self._gpu.sample()) is not None:
                 metrics.GPU_UTILISATION.labels(self._model, str(self._gpu_device)).set(util)
+            capacity = self._busy.capacity()
             try:
                 await self._registry.heartbeat(self._model, self._version, self._id, ratio,
-                                               self._busy.capacity(), self._busy.token_rate())
+                                               capacity, self._busy.token_rate())
             except Exception:
                 log.debug("runner heartbeat failed", exc_info=True)
+                continue
+            measured = capacity is not None
 
     # ------------------------------------------------------------------ the pipeline
 

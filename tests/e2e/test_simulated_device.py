@@ -1,16 +1,22 @@
 """On the simulated accelerator at full speed, with several batches in flight and two
-runners sharing the work, every item's output is its own: derived from its own tokens."""
+runners sharing the work, every item's output is its own: derived from its own tokens. A new
+runner tells the schedulers its speed as soon as it has measured it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
 import numpy as np
 
 from gpu_runner.backends.simulated import token_vectors
+from gpu_runner.service import HEARTBEAT_S
 from models.bucketing import pad_batch
 from models.repository import ModelRepository
 from models.tokenize import TextTokenizer
+from store.redis_client import open_configured_redis
+from store.runners import RunnerRegistry
 from tests.e2e.harness import Service, all_results, wait_terminal
 
 
@@ -43,3 +49,26 @@ async def test_every_item_gets_the_vector_of_its_own_text(settings, model_repo, 
         np.testing.assert_array_equal(got, expected[it["index"]], err_msg=f"item {it['index']}")
     repeat = items[len(texts) - 1]["output"]["embedding"]
     assert repeat == items[49]["output"]["embedding"]
+
+
+async def test_a_new_runner_tells_the_schedulers_its_speed_soon_after_its_first_batch(
+        settings) -> None:
+    """The schedulers form work ahead for a runner from its measured capacity: a new runner
+    reports it within a beat of ``FIRST_MEASURE_S`` of its first batch, not at its next
+    regular heartbeat (``HEARTBEAT_S``, seconds later)."""
+    svc = Service(dataclasses.replace(settings, backend="simulated"))
+    await svc.start(runners=1)
+    redis = open_configured_redis(settings)
+    registry = RunnerRegistry(redis)
+    try:
+        assert (await registry.pool("minilm", 1)).capacity is None
+        async with svc.client() as c:
+            r = await c.post("/v1/jobs", json={"model": "minilm", "inputs": [{"text": "hi"}]})
+            await wait_terminal(c, r.json()["job_id"])
+        done = time.monotonic()
+        while (await registry.pool("minilm", 1)).capacity is None:
+            assert time.monotonic() - done < HEARTBEAT_S / 3, "capacity not reported"
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+        await svc.stop()

@@ -42,3 +42,14 @@ def test_batches_run_side_by_side_count_their_common_time_once() -> None:
     # ... while each batch progressed at its share's speed: 100 tokens in ~0.1 s each.
     rate = meter.token_rate()
     assert rate is not None and 750 < rate <= 1000
+
+
+def test_a_quiet_window_keeps_the_last_measured_speed() -> None:
+    meter = BusyMeter(window_s=1)
+    with meter.busy(items=10, tokens=640):
+        time.sleep(0.02)
+    cap, rate = meter.capacity(), meter.token_rate()
+    assert cap is not None and rate is not None
+    later = time.monotonic() + 60  # the window holds nothing any more: idle, not slower
+    assert meter.ratio(later) == 0.0
+    assert meter.capacity(later) == cap and meter.token_rate(later) == rate

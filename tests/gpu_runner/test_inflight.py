@@ -148,11 +148,16 @@ async def test_a_device_that_works_apart_from_the_cpu_gets_the_next_batch_launch
     launch(hands, c, backlogged=True)
     b.infer_done.set()
     await settle()
-    assert len(hands) == 3 and not await has_room(hands)  # a and b written back, c inferring
+    # a and b written back side by side (one write-back more per batch ahead), c inferring:
+    # d may wait at the device behind it.
+    assert len(hands) == 3 and await has_room(hands)
+    launch(hands, d, backlogged=True)
+    c.infer_done.set()
+    await settle()
+    assert len(hands) == 4 and not await has_room(hands)  # three written back: the store waits
     a.written.set()
     await settle()
     assert await has_room(hands)
-    launch(hands, d, backlogged=True)
     await finish(hands, b, c, d)
     assert len(hands) == 0 and hands.inferring == 0
 
