@@ -159,6 +159,10 @@ class BatchFormer:
     def __len__(self) -> int:
         return self._count
 
+    def any_full(self) -> bool:
+        """Whether some bucket holds a full batch: one could be formed now."""
+        return any(len(b) >= b.capacity for b in self._buckets.values())
+
     def requeue(self, items: list[PendingItem]) -> None:
         """Put the items of a batch that could not be published back at the front of their
         buckets (they keep their enqueue time, so they are formed again first)."""

@@ -91,6 +91,11 @@ class ModelPipes:
         sizes = [p.config.max_batch_size for p in self] or [DEFAULT_BATCH_SIZE]
         return max([HOLD_BATCHES * max(sizes), *(p.hold_items for p in self)])
 
+    def batch_ready(self) -> bool:
+        """Whether a full batch waits in a former whose runners had room at the last look:
+        pulling more before forming it would only delay it."""
+        return any(not p.no_credit and p.former.any_full() for p in self)
+
     def next_deadline(self) -> float | None:
         """The earliest formation deadline among formers whose runners have room: a former
         without credit waits for a runner to ask, not for its deadlines."""

@@ -102,6 +102,8 @@ class FairPuller:
             pulled = True
             if lane.priority == Priority.INTERACTIVE:
                 break  # form and publish it this step, not after more batch chunks
+            if self._pipes.batch_ready():
+                break  # a full batch for a runner with room: publish it, then pull on
         self.drained = not self._policy.lanes()
         return pulled
 

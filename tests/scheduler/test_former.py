@@ -41,6 +41,19 @@ def test_the_former_and_the_model_config_share_one_capacity_rule() -> None:
     assert [f.capacity(b) for b in BUCKETS] == [config.max_batch_for(b) for b in BUCKETS]
 
 
+def test_a_former_knows_when_some_bucket_holds_a_full_batch() -> None:
+    f = former()
+    for i in range(7):  # bucket 256 holds 8
+        f.add(item(i, 200))
+    for i in range(63):  # bucket 16 holds 64
+        f.add(item(100 + i, 10))
+    assert not f.any_full()
+    f.add(item(7, 200))
+    assert f.any_full()
+    f.pop_ready(0.0, limit=1)
+    assert not f.any_full()
+
+
 def test_batch_work_waits_the_factor_times_longer_than_interactive() -> None:
     assert queue_delays(0.05, 4.0) == {Priority.INTERACTIVE: 0.05, Priority.BATCH: 0.2}
 
