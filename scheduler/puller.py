@@ -80,7 +80,8 @@ class FairPuller:
             self._last_refresh = now
 
     async def pull(self) -> bool:
-        """Pull chunks while the formers hold less than their limit. Interactive lanes may be
+        """Pull chunks while the formers hold less than their limit and no full batch waits
+        for a runner with room (the step forms and publishes it first). Interactive lanes may be
         pulled past it, so an urgent item never waits behind a full former of batch work, and
         go first after a hint announced one (the batch pulls still get one chunk a step)."""
         self.drained = False
