@@ -130,16 +130,15 @@ class Runner:
         first batches on rather than seconds later."""
         last, measured = time.monotonic(), False
         while True:
-            await asyncio.sleep(FIRST_MEASURE_S if not measured else HEARTBEAT_S)
-            first = not measured and self._busy.capacity() is not None
-            if not first and time.monotonic() - last < HEARTBEAT_S:
+            await asyncio.sleep(HEARTBEAT_S if measured else FIRST_MEASURE_S)
+            capacity = self._busy.capacity()
+            if (measured or capacity is None) and time.monotonic() - last < HEARTBEAT_S:
                 continue
             last = time.monotonic()
             ratio = self._busy.ratio()
             metrics.RUNNER_BUSY.labels(self._model).set(ratio)
             if self._gpu is not None and (util := self._gpu.sample()) is not None:
                 metrics.GPU_UTILISATION.labels(self._model, str(self._gpu_device)).set(util)
-            capacity = self._busy.capacity()
             try:
                 await self._registry.heartbeat(self._model, self._version, self._id, ratio,
                                                capacity, self._busy.token_rate())
