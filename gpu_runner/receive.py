@@ -22,7 +22,8 @@ log = logging.getLogger("inferq.runner")
 
 MAX_ACK_PENDING = 1024
 """Batches the consumer may have out unacked, over all runners of the model version: far
-above what runners hold (one running, one prepared, one writing back each)."""
+above what runners hold (a handful each: ``gpu_runner.inflight``, plus one prepared per
+source)."""
 
 
 def deliveries(msg: Msg) -> int:
